@@ -1,0 +1,252 @@
+"""The `bioiscc` command line: a thin layer over `bioiscc.api`.
+
+Exit codes (shared/spec/RECORDS.md): 0 done; 1 the input could not be read (one line on stderr,
+nothing written); 2 usage error; 3 output written but some scene records failed. With
+`--record-errors` a failure becomes a failed record and the exit code is 0.
+
+Heavy imports (numpy, readers) happen inside the commands, so `bioiscc --version` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
+
+import click
+
+from ._version import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
+READERS = ("native", "bioformats")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"bioiscc: error: {message}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+class ProgressLine:
+    """A single updating line on stderr for long scenes (only when stderr is a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, scene: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.5 and done < total):
+            return
+        self.last = now
+        percent = 100 * done / total if total else 100
+        click.echo(f"\rbioiscc: scene {scene}: {percent:5.1f}% of {total / 2**20:,.1f} MiB", err=True, nl=False)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command that opens a source shares."""
+    func = click.option(
+        "--reader",
+        type=click.Choice(READERS),
+        default="native",
+        show_default=True,
+        help="native: bioio plugins, tifffile, zarr. bioformats: Bio-Formats (needs Java, opt-in).",
+    )(func)
+    func = click.option(
+        "--source",
+        "source_kind",
+        type=click.Choice(SOURCE_KINDS),
+        default="auto",
+        show_default=True,
+        help="How to open SOURCE; auto decides from the path.",
+    )(func)
+    return func
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--record-errors",
+        is_flag=True,
+        help="Write a failed record instead of failing, and exit 0 (for workflows).",
+    )(func)
+    func = click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, writable=True),
+        default=None,
+        help="Write to this file (atomically) instead of stdout.",
+    )(func)
+    return func
+
+
+def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show progress on stderr (default: when stderr is a terminal).",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="bioiscc")
+def main() -> None:
+    """ISCC codes for microscopy data, computed from the pixels (IMAGEWALK).
+
+    SOURCE is a file (OME-TIFF, TIFF, CZI, ND2, LIF, DV) or an OME-Zarr store.
+    """
+
+
+def _report_failed_scenes(records: Iterable[dict[str, Any]]) -> bool:
+    failed = False
+    for record in records:
+        if record.get("status") != "ok":
+            failed = True
+            scene = record.get("scene", {}).get("index")
+            click.echo(f"bioiscc: {record['source']}: scene {scene}: {record['error']}", err=True)
+    return failed
+
+
+@main.command()
+@click.argument("source")
+@source_options
+@output_options
+def walk(source: str, source_kind: str, reader: str, output: str | None, record_errors: bool) -> None:
+    """List the scenes of SOURCE and their geometry (a bioiscc.walk manifest). Reads no pixels."""
+    from . import api
+    from .errors import BioisccError
+    from .output import render, write_text
+
+    try:
+        record = api.walk(source, source=source_kind, reader=reader)
+    except BioisccError as exc:
+        if not record_errors:
+            _fail(str(exc))
+        record = api.failed_walk(source, getattr(exc, "cause", str(exc)))
+    write_text(render([record], lines=False), output)
+    failed = [s for s in record["scenes"] if s.get("status") == "failed"]
+    for entry in failed:
+        click.echo(f"bioiscc: {source}: scene {entry['index']}: {entry['error']}", err=True)
+    if failed and not record_errors:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+@main.command(name="hash")
+@click.argument("source", required=False)
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), help="A walk manifest instead of SOURCE.")
+@click.option("--scene", "scenes", type=click.IntRange(min=0), multiple=True, help="Scene index (repeatable; default all).")
+@click.option("--simprints", is_flag=True, help="Add per-plane simprints.")
+@click.option("--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUM (ISCC:KUA…) instead of the wide one.")
+@source_options
+@output_options
+@progress_option
+def hash_command(
+    source: str | None,
+    manifest: str | None,
+    scenes: tuple[int, ...],
+    simprints: bool,
+    narrow: bool,
+    source_kind: str,
+    reader: str,
+    output: str | None,
+    record_errors: bool,
+    progress: bool | None,
+) -> None:
+    """The ISCC-SUM of each scene of SOURCE (bioiscc.scene records, one JSON per line)."""
+    if (source is None) == (manifest is None):
+        raise click.UsageError("give either SOURCE or --manifest WALK.json")
+    from . import api, records
+    from .errors import BioisccError
+    from .output import render, write_text
+
+    line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
+    location = source or ""
+    try:
+        if manifest is not None:
+            walk_record = _load_manifest(manifest)
+            location = str(walk_record.get("source", manifest))
+            results = api.hash_manifest(
+                walk_record, scenes=scenes, simprints=simprints, narrow=narrow, progress=line
+            )
+        else:
+            results = api.hash_scenes(
+                location, scenes=scenes, simprints=simprints, narrow=narrow,
+                source=source_kind, reader=reader, progress=line,
+            )
+    except api.SceneSelectionError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except BioisccError as exc:
+        line.close()
+        if not record_errors:
+            _fail(str(exc))
+        cause = getattr(exc, "cause", str(exc))
+        results = [
+            records.scene_record(location, format=None, reader=None, info=None, error=cause, simprints=simprints)
+        ]
+    line.close()
+    write_text(render(results, lines=True), output)
+    if _report_failed_scenes(results) and not record_errors:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _load_manifest(path: str) -> dict[str, Any]:
+    from .output import read_records
+
+    try:
+        (record,) = read_records(path)
+    except Exception as exc:
+        _fail(f"{path}: not a walk manifest ({exc})")
+    if record.get("kind") != "bioiscc.walk":
+        _fail(f"{path}: not a walk manifest (kind {record.get('kind')!r})")
+    return record
+
+
+@main.command()
+@click.argument("source")
+@click.option("--simprints", is_flag=True, help="Add per-plane simprints to each part.")
+@click.option("--no-raw", is_flag=True, help="Skip the raw-bytes ISCC-SUM of the file (top-level codes null).")
+@click.option("--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUMs instead of wide ones.")
+@source_options
+@output_options
+@progress_option
+def biocode(
+    source: str,
+    simprints: bool,
+    no_raw: bool,
+    narrow: bool,
+    source_kind: str,
+    reader: str,
+    output: str | None,
+    record_errors: bool,
+    progress: bool | None,
+) -> None:
+    """The iscc-bio container: the file's raw-bytes ISCC-SUM and every scene's code as parts."""
+    from . import api
+    from .errors import BioisccError
+    from .output import render, write_text
+
+    line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
+    try:
+        record = api.biocode(
+            source, simprints=simprints, raw=not no_raw, narrow=narrow,
+            source=source_kind, reader=reader, progress=line,
+        )
+    except BioisccError as exc:
+        line.close()
+        if not record_errors:
+            _fail(str(exc))
+        record = api.failed_biocode(source, getattr(exc, "cause", str(exc)))
+    line.close()
+    write_text(render([record], lines=False), output)
+    if _report_failed_scenes(record["parts"]) and not record_errors:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

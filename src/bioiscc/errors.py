@@ -1,0 +1,49 @@
+"""Errors that carry a one-line, user-facing cause.
+
+Every error a user can cause (a missing, empty, corrupt or unsupported input, a reader plugin that is
+not installed) is raised as an `InputError` naming the input and the cause, so the CLI can print one
+line and exit 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class BioisccError(Exception):
+    """Base class of the errors bioiscc raises on purpose."""
+
+
+class InputError(BioisccError):
+    """The input as a whole cannot be read: the command fails (exit 1) or writes a failed record."""
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = one_line(cause)
+        super().__init__(f"{source}: {self.cause}")
+
+
+class MissingPluginError(InputError):
+    """The reader a format needs is not installed; the message names the extra to install."""
+
+    def __init__(self, source: str, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            source, f"reading this format needs {package}; install it with: pip install 'bioiscc[{extra}]'"
+        )
+
+
+class SceneError(BioisccError):
+    """One scene cannot be read; the others can. Reported as a failed scene record."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Fold a message (often a library's multi-line exception) into one bounded line."""
+    folded = " ".join(str(text).split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line cause for an exception raised by a reader library."""
+    text = one_line(str(exc))
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

@@ -1,0 +1,56 @@
+"""Writing records: JSON to stdout or to a file, atomically (a reader never sees half a file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def dumps(record: Mapping[str, Any], *, indent: int | None = None) -> str:
+    return json.dumps(record, indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def render(records: Iterable[Mapping[str, Any]], *, lines: bool) -> str:
+    """JSON Lines (one record a line) or, for a single document, indented JSON."""
+    if lines:
+        return "".join(dumps(r) + "\n" for r in records)
+    (record,) = list(records)
+    return dumps(record, indent=1) + "\n"
+
+
+def write_text(text: str, target: str | os.PathLike[str] | None) -> None:
+    """Write to stdout (target None or "-"), or atomically replace `target`."""
+    if target is None or str(target) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a JSON document or JSON Lines file as a list of records."""
+    text = Path(path).read_text(encoding="utf-8")
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in stripped.splitlines() if line.strip()]
+    return value if isinstance(value, list) else [value]

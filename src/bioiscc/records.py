@@ -1,0 +1,149 @@
+"""The records the commands exchange (shared/spec/RECORDS.md), and their JSON Schemas.
+
+Builders here turn typed results into plain dicts with the contract's field names; every record
+carries `kind`, `generator` and `source`. The schemas ship in `bioiscc/schemas/`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from ._version import __version__
+from .imagewalk import IMAGEWALK_VERSION
+from .scene import SceneInfo
+from .sumcode import SumCode
+
+GENERATOR = f"bioiscc {__version__}"
+
+WALK = "bioiscc.walk"
+SCENE = "bioiscc.scene"
+BIOCODE = "bioiscc.biocode"
+
+SCHEMA_FILES = {
+    WALK: "walk.schema.json",
+    SCENE: "scene.schema.json",
+    BIOCODE: "biocode.schema.json",
+}
+
+
+def _common(kind: str, source: str) -> dict[str, Any]:
+    return {"kind": kind, "generator": GENERATOR, "source": source}
+
+
+def scene_entry(info: SceneInfo) -> dict[str, Any]:
+    """A scene as the walk manifest lists it."""
+    entry: dict[str, Any] = {"index": info.index, "name": info.name}
+    if info.ok:
+        entry.update(
+            dims=dict(info.dims),
+            extra_dims=dict(info.extra_dims),
+            dtype=info.dtype,
+            planes=info.planes,
+            bytes=info.bytes,
+            status="ok",
+            error=None,
+        )
+    else:
+        entry.update(
+            dims=None, extra_dims=None, dtype=None, planes=None, bytes=None,
+            status="failed", error=info.error,
+        )
+    return entry
+
+
+def walk_record(
+    source: str,
+    *,
+    format: str | None,
+    reader: str | None,
+    fingerprint: str | None,
+    scenes: list[SceneInfo],
+    error: str | None = None,
+) -> dict[str, Any]:
+    record = _common(WALK, source)
+    record.update(
+        format=format,
+        reader=reader,
+        fingerprint=fingerprint,
+        status="failed" if error else "ok",
+        error=error,
+        scenes=[scene_entry(s) for s in scenes],
+    )
+    return record
+
+
+def scene_record(
+    source: str,
+    *,
+    format: str | None,
+    reader: str | None,
+    info: SceneInfo | None,
+    code: SumCode | None = None,
+    error: str | None = None,
+    simprints: bool = False,
+) -> dict[str, Any]:
+    """A `bioiscc.scene` record: codes when `code` is given, else a failed record with `error`."""
+    record = _common(SCENE, source)
+    geometry_known = info is not None and info.ok
+    record.update(
+        format=format,
+        reader=reader,
+        imagewalk=IMAGEWALK_VERSION,
+        scene={"index": info.index if info else None, "name": info.name if info else None},
+        dims=dict(info.dims) if geometry_known else None,
+        extra_dims=dict(info.extra_dims) if geometry_known else None,
+        dtype=info.dtype if geometry_known else None,
+        planes=info.planes if geometry_known else None,
+        bytes=info.bytes if geometry_known else None,
+        status="ok" if code is not None else "failed",
+        error=None if code is not None else (error or "failed"),
+        iscc_code=code.iscc_code if code else None,
+        units=code.units if code else None,
+        datahash=code.datahash if code else None,
+    )
+    if simprints:
+        record["simprints"] = (
+            [s.as_dict() for s in code.simprints] if code and code.simprints is not None else None
+        )
+    return record
+
+
+def biocode_record(
+    source: str, *, raw: dict[str, Any] | None, parts: list[dict[str, Any]], error: str | None = None
+) -> dict[str, Any]:
+    """The iscc-bio style container: raw-bytes ISCC-SUM at the top, scene records as `parts`."""
+    record: dict[str, Any] = {
+        "iscc_code": raw["iscc_code"] if raw else None,
+        "units": raw["units"] if raw else None,
+        "datahash": raw["datahash"] if raw else None,
+        "filesize": raw["filesize"] if raw else None,
+        "generator": GENERATOR,
+        "kind": BIOCODE,
+        "source": source,
+        "status": "failed" if error or any(p["status"] != "ok" for p in parts) else "ok",
+        "error": error,
+        "parts": parts,
+    }
+    return record
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    text = files("bioiscc").joinpath("schemas", SCHEMA_FILES[kind]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def validate(record: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError if the record does not match its kind's schema."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    registry: Registry[Any] = Registry().with_resources(
+        (schema(kind)["$id"], Resource.from_contents(schema(kind))) for kind in SCHEMA_FILES
+    )
+    kind = record.get("kind", BIOCODE)
+    validator = jsonschema.Draft202012Validator(schema(kind), registry=registry)
+    validator.validate(record)

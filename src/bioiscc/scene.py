@@ -1,0 +1,120 @@
+"""What a source exposes: scenes with their geometry, and a way to read one stored plane.
+
+This module knows nothing of codes and nothing of file formats. A *source* (a file, an OME-Zarr
+store, an OMERO image) lists its scenes as `SceneInfo` and opens a `SceneReader` per scene; the
+IMAGEWALK layer (`bioiscc.imagewalk`) turns what the reader delivers into canonical bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+STANDARD_DIMS = ("T", "C", "Z", "Y", "X", "S")
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """The geometry of one scene: sizes of T, C, Z, Y, X, S, extra dimensions, pixel type.
+
+    `extra_dims` keeps the reader's order, which is the walk order of those dimensions. `error` is
+    set when the scene is listed by the source but its geometry could not be read.
+    """
+
+    index: int
+    name: str
+    dims: Mapping[str, int] = field(default_factory=dict)
+    extra_dims: Mapping[str, int] = field(default_factory=dict)
+    dtype: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def extra_count(self) -> int:
+        return math.prod(self.extra_dims.values())
+
+    @property
+    def planes(self) -> int:
+        """Number of 2D planes the walk emits: Z * C * S * T * extras."""
+        d = self.dims
+        return d["Z"] * d["C"] * d["S"] * d["T"] * self.extra_count
+
+    @property
+    def plane_bytes(self) -> int:
+        return self.dims["Y"] * self.dims["X"] * np.dtype(self.dtype).itemsize
+
+    @property
+    def bytes(self) -> int:
+        """Length of the canonical stream of the scene."""
+        return self.planes * self.plane_bytes
+
+
+def make_dims(sizes: Mapping[str, int]) -> dict[str, int]:
+    """The six standard dimensions in record order, a missing one of size 1."""
+    return {d: int(sizes.get(d, 1)) for d in STANDARD_DIMS}
+
+
+class SceneReader(Protocol):
+    """Reads stored planes of one scene.
+
+    `read(t, c, z, extra)` returns the plane at those indices as an array of shape (Y, X, S) in its
+    native dtype (any byte order), samples in R, G, B(, A) order. `c` is the stored channel index,
+    before samples are folded in; `extra` holds one index per extra dimension, in reader order.
+    """
+
+    info: SceneInfo
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray: ...
+
+
+class Source(ABC):
+    """An opened input: lists scenes without reading pixels, opens a reader per scene."""
+
+    #: the path or URI as the user gave it (credentials removed)
+    location: str
+    #: short format name recorded in the walk manifest ("czi", "ome-tiff", "ome-zarr", ...)
+    format: str
+
+    @property
+    @abstractmethod
+    def reader_name(self) -> str:
+        """The library that reads the pixels and its version, e.g. "bioio_czi 3.0.1"."""
+
+    @abstractmethod
+    def scenes(self) -> list[SceneInfo]:
+        """Every scene the source exposes, in IMAGEWALK order; reads no pixels."""
+
+    @abstractmethod
+    def open_scene(self, info: SceneInfo) -> SceneReader:
+        """A reader for one scene listed by `scenes()`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles and connections."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2D plane of the walk, with its position: z, c (samples folded in), t, extra indices."""
+
+    z: int
+    c: int
+    t: int
+    extra: tuple[int, ...]
+    data: np.ndarray
+
+
+PlaneIterator = Iterator[Plane]

@@ -1,0 +1,204 @@
+"""Files read by bioio reader plugins: CZI, ND2, LIF, DV (native) and, on request, Bio-Formats.
+
+What the plugins return was checked against independent readers on real files (see
+shared/samples/READERS.md); the paths used here are the ones that return the true pixels:
+
+- planes are read one at a time with explicit dimensions (`reader.get_image_data("YX", T=..)`),
+  never through `.data`, `.dask_data` or a dims-less call: the lazy paths give wrong samples for RGB
+  CZIs, and the full eager read of bioio-czi repeats phase 0 for every Airyscan phase H;
+- the reader object (not `BioImage`) is used, so that extra dimensions such as H stay visible;
+- mosaics (an M dimension) are walked as the reader's stitched image (`mosaic_xarray_data`);
+- CZI samples stored as BGR (pixel types Bgr24, Bgr48, Bgra32) are put in RGB(A) order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, MissingPluginError, SceneError, describe
+from ..scene import SceneInfo, SceneReader, Source, make_dims
+
+# format -> (plugin module, pip package, bioiscc extra)
+PLUGINS: Mapping[str, tuple[str, str, str]] = {
+    "czi": ("bioio_czi", "bioio-czi", "czi"),
+    "nd2": ("bioio_nd2", "bioio-nd2", "nd2"),
+    "lif": ("bioio_lif", "bioio-lif", "lif"),
+    "dv": ("bioio_dv", "bioio-dv", "dv"),
+    "ome-tiff": ("bioio_ome_tiff", "bioio-ome-tiff", "ome-tiff"),
+    "tiff": ("bioio_tifffile", "bioio-tifffile", "tifffile"),
+    "bioformats": ("bioio_bioformats", "bioio-bioformats", "bioformats"),
+}
+
+STANDARD = ("T", "C", "Z", "Y", "X", "S")
+MOSAIC = "M"
+BGR_PIXEL_TYPES = ("bgr24", "bgr48", "bgra32", "bgr96float")
+
+
+def load_reader_class(location: str, plugin: str) -> Any:
+    module_name, package, extra = PLUGINS[plugin]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingPluginError(location, package, extra) from exc
+    return module.Reader
+
+
+class BioioSource(Source):
+    """One file opened with one named bioio reader plugin (never bioio's own plugin guessing)."""
+
+    def __init__(self, location: str, path: Path, plugin: str) -> None:
+        self.location = location
+        self.path = path
+        self.plugin = plugin
+        self.format = plugin
+        reader_class = load_reader_class(location, plugin)
+        if plugin == "bioformats":
+            from .bioformats import configure_offline
+
+            configure_offline()
+        self._module = PLUGINS[plugin][0]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.reader = reader_class(str(path))
+                self._scene_ids = list(self.reader.scenes)
+        except Exception as exc:
+            raise InputError(location, f"not a readable {plugin.upper()} file: {describe(exc)}") from exc
+        if not self._scene_ids:
+            raise InputError(location, "file without images")
+
+    @property
+    def reader_name(self) -> str:
+        from importlib.metadata import version
+
+        return f"{self._module} {version(PLUGINS[self.plugin][1])}"
+
+    def scenes(self) -> list[SceneInfo]:
+        return [self._describe(index, str(name)) for index, name in enumerate(self._scene_ids)]
+
+    def _select(self, index: int) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.reader.set_scene(index)
+
+    def _describe(self, index: int, name: str) -> SceneInfo:
+        try:
+            self._select(index)
+            layout = _Layout.of(self.reader)
+        except Exception as exc:
+            return SceneInfo(index=index, name=name, error=describe(exc))
+        return SceneInfo(
+            index=index,
+            name=name,
+            dims=make_dims(layout.standard),
+            extra_dims=layout.extra,
+            dtype=str(np.dtype(self.reader.dtype)),
+        )
+
+    def open_scene(self, info: SceneInfo) -> SceneReader:
+        try:
+            self._select(info.index)
+            layout = _Layout.of(self.reader)
+        except Exception as exc:
+            raise SceneError(describe(exc)) from exc
+        bgr = self.plugin == "czi" and _is_bgr(self.reader)
+        if layout.mosaic:
+            return MosaicScene(info, self.reader, bgr)
+        return PlaneScene(info, self.reader, layout, bgr)
+
+
+class _Layout:
+    """The reader's dimensions split into standard sizes, extras (in reader order) and mosaic."""
+
+    def __init__(self, order: str, shape: tuple[int, ...], mosaic: bool) -> None:
+        self.order = order
+        self.sizes = dict(zip(order, shape, strict=True))
+        self.mosaic = mosaic
+        self.standard = {d: n for d, n in self.sizes.items() if d in STANDARD}
+        self.extra = {d: n for d, n in self.sizes.items() if d not in STANDARD and d != MOSAIC}
+
+    @classmethod
+    def of(cls, reader: Any) -> _Layout:
+        order = reader.dims.order
+        if MOSAIC in order:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stitched = reader.mosaic_xarray_dask_data  # shape only: no pixels are read
+            return cls("".join(stitched.dims), tuple(stitched.shape), mosaic=True)
+        return cls(order, tuple(reader.dims.shape), mosaic=False)
+
+
+def _is_bgr(reader: Any) -> bool:
+    """CZI metadata names the stored pixel type; Bgr* types hold samples in B, G, R(, A) order."""
+    try:
+        types = {e.text.strip().lower() for e in reader.metadata.iter("PixelType") if e.text}
+    except Exception:
+        return False
+    return any(t in BGR_PIXEL_TYPES for t in types)
+
+
+def _to_rgb(plane: np.ndarray, bgr: bool) -> np.ndarray:
+    """(Y, X, S) with samples in R, G, B(, A) order."""
+    if not bgr or plane.shape[2] < 3:
+        return plane
+    order = [2, 1, 0] + list(range(3, plane.shape[2]))
+    return plane[:, :, order]
+
+
+class PlaneScene:
+    """Reads one plane per call with explicit dimension indices (the eager, true-pixel path)."""
+
+    def __init__(self, info: SceneInfo, reader: Any, layout: _Layout, bgr: bool) -> None:
+        self.info = info
+        self.reader = reader
+        self.layout = layout
+        self.bgr = bgr
+        self.out = "YXS" if "S" in layout.order else "YX"
+        self.index_dims = [d for d in layout.order if d not in ("Y", "X", "S")]
+        self.extra_dims = list(info.extra_dims)
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        selection = {d: position[d] for d in self.index_dims}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                plane = np.asarray(self.reader.get_image_data(self.out, **selection))
+        except Exception as exc:
+            raise SceneError(describe(exc)) from exc
+        if plane.ndim == 2:
+            plane = plane[:, :, np.newaxis]
+        return _to_rgb(plane, self.bgr)
+
+
+class MosaicScene:
+    """A mosaic walked as the reader's stitched image, which the reader builds in memory."""
+
+    def __init__(self, info: SceneInfo, reader: Any, bgr: bool) -> None:
+        self.info = info
+        self.bgr = bgr
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stitched = reader.mosaic_xarray_data
+        except Exception as exc:
+            raise SceneError(f"mosaic cannot be stitched: {describe(exc)}") from exc
+        self.dims = list(stitched.dims)
+        self.data = np.asarray(stitched.data)
+        self.extra_dims = list(info.extra_dims)
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        index = tuple(position[d] if d not in ("Y", "X", "S") else slice(None) for d in self.dims)
+        plane = self.data[index]
+        kept = [d for d in self.dims if d in ("Y", "X", "S")]
+        plane = np.transpose(plane, [kept.index(d) for d in ("Y", "X", "S") if d in kept])
+        if plane.ndim == 2:
+            plane = plane[:, :, np.newaxis]
+        return _to_rgb(plane, self.bgr)

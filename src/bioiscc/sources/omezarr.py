@@ -1,0 +1,178 @@
+"""OME-Zarr stores read with zarr directly (NGFF 0.4 on zarr v2, NGFF 0.5 on zarr v3).
+
+Scenes (IMAGEWALK section 1): one multiscales image at the root; or the series groups of a
+bioformats2raw layout in ascending numeric order; or the fields of an HCS plate, wells in the
+plate's order and fields in each well's order. Only level 0 of a pyramid is walked; label images
+are never scenes. bioio is not imported on this path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, MissingPluginError, SceneError, describe
+from ..scene import SceneInfo, SceneReader, Source, make_dims
+from .arrays import ChunkedArrayScene, split_axes
+
+ZARR_MARKERS = (".zgroup", ".zattrs", "zarr.json", ".zarray")
+DEFAULT_AXES = ("t", "c", "z", "y", "x")  # NGFF 0.1/0.2 had no axes metadata
+
+
+def is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).exists() for marker in ZARR_MARKERS)
+
+
+@dataclass(frozen=True)
+class _ImageRef:
+    """Where one scene lives: the group path of a multiscales image inside the store."""
+
+    group: str
+    name: str
+
+
+def _ome_attrs(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """NGFF 0.5 nests its metadata under "ome"; 0.4 keeps it at the top level."""
+    ome = attrs.get("ome")
+    return ome if isinstance(ome, Mapping) else attrs
+
+
+class OmeZarrSource(Source):
+    format = "ome-zarr"
+
+    def __init__(self, location: str, path: Path) -> None:
+        try:
+            import zarr
+        except ImportError as exc:  # pragma: no cover - zarr is part of the ome-zarr extra
+            raise MissingPluginError(location, "zarr", "ome-zarr") from exc
+        self.location = location
+        self.path = path
+        self._zarr = zarr
+        self._version = _package_version("zarr")
+        self.root = self._open_group("")
+        self.refs = self._find_images()
+
+    @property
+    def reader_name(self) -> str:
+        return f"zarr {self._version}"
+
+    def _open_group(self, group: str) -> Any:
+        try:
+            return self._zarr.open_group(store=str(self.path / group), mode="r")
+        except json.JSONDecodeError as exc:
+            raise InputError(self.location, f"invalid Zarr metadata (not JSON): {exc}") from exc
+        except Exception as exc:
+            raise InputError(self.location, f"not a readable Zarr group: {describe(exc)}") from exc
+
+    def _attrs(self, group: Any) -> Mapping[str, Any]:
+        return _ome_attrs(dict(group.attrs))
+
+    def _find_images(self) -> list[_ImageRef]:
+        attrs = self._attrs(self.root)
+        if "multiscales" in attrs:
+            return [_ImageRef("", _multiscales_name(attrs, "image"))]
+        layout = attrs.get("bioformats2raw.layout", dict(self.root.attrs).get("bioformats2raw.layout"))
+        if layout is not None:
+            series = sorted(
+                (name for name in _child_groups(self.root) if name.isdigit()), key=int
+            )
+            if not series:
+                raise InputError(self.location, "bioformats2raw layout without series groups")
+            return [_ImageRef(name, self._series_name(name)) for name in series]
+        if "plate" in attrs:
+            return self._plate_fields(attrs["plate"])
+        raise InputError(
+            self.location,
+            "not an OME-Zarr image: no multiscales, plate or bioformats2raw.layout metadata",
+        )
+
+    def _series_name(self, name: str) -> str:
+        try:
+            return _multiscales_name(self._attrs(self._open_group(name)), name)
+        except InputError:
+            return name
+
+    def _plate_fields(self, plate: Mapping[str, Any]) -> list[_ImageRef]:
+        refs: list[_ImageRef] = []
+        for well in plate.get("wells", []):
+            well_path = str(well["path"]).strip("/")
+            well_attrs = self._attrs(self._open_group(well_path))
+            images = well_attrs.get("well", {}).get("images", [])
+            for image in images:
+                path = f"{well_path}/{str(image['path']).strip('/')}"
+                refs.append(_ImageRef(path, path))
+        if not refs:
+            raise InputError(self.location, "HCS plate without fields of view")
+        return refs
+
+    def scenes(self) -> list[SceneInfo]:
+        return [self._describe(index, ref) for index, ref in enumerate(self.refs)]
+
+    def _describe(self, index: int, ref: _ImageRef) -> SceneInfo:
+        try:
+            array, axes = self._level0(ref)
+            standard, extra = split_axes(axes, array.shape)
+        except (InputError, SceneError, ValueError, KeyError) as exc:
+            return SceneInfo(index=index, name=ref.name, error=_cause(exc))
+        return SceneInfo(
+            index=index,
+            name=ref.name,
+            dims=make_dims(standard),
+            extra_dims=extra,
+            dtype=str(array.dtype),
+        )
+
+    def _level0(self, ref: _ImageRef) -> tuple[Any, list[str]]:
+        group = self.root if ref.group == "" else self._open_group(ref.group)
+        attrs = self._attrs(group)
+        multiscales = attrs.get("multiscales")
+        if not multiscales:
+            raise SceneError(f"{ref.group or '/'}: no multiscales metadata")
+        first = multiscales[0]
+        datasets = first.get("datasets") or []
+        if not datasets:
+            raise SceneError(f"{ref.group or '/'}: multiscales without datasets")
+        path = str(datasets[0]["path"])
+        try:
+            array = group[path]
+        except Exception as exc:
+            raise SceneError(f"level-0 array {path!r} cannot be opened: {describe(exc)}") from exc
+        return array, _axis_names(first.get("axes"), len(array.shape))
+
+    def open_scene(self, info: SceneInfo) -> SceneReader:
+        array, axes = self._level0(self.refs[info.index])
+        blocks = getattr(array, "shards", None) or array.chunks
+        return ChunkedArrayScene(info, array, axes, chunks=blocks)
+
+
+def _axis_names(axes: Any, ndim: int) -> list[str]:
+    """Axis names, upper-cased for the standard ones; extra dimensions keep their names."""
+    if axes is None:
+        names = list(DEFAULT_AXES[-ndim:])
+    else:
+        names = [a["name"] if isinstance(a, Mapping) else str(a) for a in axes]
+    if len(names) != ndim:
+        raise SceneError(f"{len(names)} axes in metadata but the array has {ndim} dimensions")
+    return [n.upper() if n.lower() in ("t", "c", "z", "y", "x") else n for n in names]
+
+
+def _multiscales_name(attrs: Mapping[str, Any], default: str) -> str:
+    name = attrs["multiscales"][0].get("name") if attrs.get("multiscales") else None
+    return str(name) if name else default
+
+
+def _child_groups(group: Any) -> list[str]:
+    return [name for name, _ in group.groups()]
+
+
+def _cause(exc: Exception) -> str:
+    return exc.cause if isinstance(exc, InputError) else describe(exc) if not isinstance(exc, SceneError) else str(exc)
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)

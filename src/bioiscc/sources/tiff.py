@@ -1,0 +1,113 @@
+"""TIFF and OME-TIFF read with tifffile directly (no bioio, dask or xarray on this path).
+
+Scenes are tifffile's series (for OME-TIFF, the OME images in order); only level 0 of a pyramid is
+walked. When every page of a series holds exactly one plane, a plane is one page read. Any other
+layout is read through tifffile's chunked zarr view of the series.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, MissingPluginError, SceneError, describe
+from ..scene import SceneInfo, SceneReader, Source, make_dims
+from .arrays import PLANE_AXES, ChunkedArrayScene, split_axes
+
+# tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
+TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
+
+
+class TiffSource(Source):
+    def __init__(self, location: str, path: Path) -> None:
+        try:
+            import tifffile
+        except ImportError as exc:
+            raise MissingPluginError(location, "tifffile", "tifffile") from exc
+        self.location = location
+        self.path = path
+        self._tifffile = tifffile
+        try:
+            self.tiff = tifffile.TiffFile(path)
+            self.series = list(self.tiff.series)
+        except Exception as exc:
+            raise InputError(location, f"not a readable TIFF: {describe(exc)}") from exc
+        if not self.series:
+            raise InputError(location, "TIFF without images")
+        self.format = "ome-tiff" if self.tiff.is_ome else "tiff"
+
+    @property
+    def reader_name(self) -> str:
+        return f"tifffile {self._tifffile.__version__}"
+
+    def scenes(self) -> list[SceneInfo]:
+        return [self._describe(index, series) for index, series in enumerate(self.series)]
+
+    def _describe(self, index: int, series: Any) -> SceneInfo:
+        name = series.name or f"Image:{index}"
+        try:
+            standard, extra = split_axes(list(series.axes), series.shape)
+        except ValueError as exc:
+            return SceneInfo(index=index, name=name, error=str(exc))
+        return SceneInfo(
+            index=index,
+            name=name,
+            dims=make_dims(standard),
+            extra_dims=extra,
+            dtype=str(np.dtype(series.dtype)),
+        )
+
+    def open_scene(self, info: SceneInfo) -> SceneReader:
+        series = self.series[info.index]
+        if _one_plane_per_page(series):
+            return PageScene(info, series)
+        try:
+            import zarr
+
+            array = zarr.open_array(series.aszarr(level=0), mode="r")
+        except Exception as exc:
+            raise SceneError(f"cannot read series {info.index}: {describe(exc)}") from exc
+        return ChunkedArrayScene(info, array, list(series.axes))
+
+    def close(self) -> None:
+        self.tiff.close()
+
+
+def _one_plane_per_page(series: Any) -> bool:
+    """True when the series is a stack of pages that each hold one (Y, X[, S]) plane."""
+    page_axes = series.keyframe.axes
+    if not page_axes or set(page_axes) - set(PLANE_AXES) or not series.axes.endswith(page_axes):
+        return False
+    outer = series.shape[: len(series.shape) - len(page_axes)]
+    pages = series.pages
+    return len(pages) == math.prod(outer) and all(page is not None for page in pages)
+
+
+class PageScene:
+    """Planes of a one-plane-per-page series: plane (t, c, z, extra) is one page read."""
+
+    def __init__(self, info: SceneInfo, series: Any) -> None:
+        self.info = info
+        self.series = series
+        axes = list(series.axes)
+        page_axes = list(series.keyframe.axes)
+        self.outer_axes = axes[: len(axes) - len(page_axes)]
+        self.outer_shape = series.shape[: len(self.outer_axes)]
+        self.to_yxs = [page_axes.index(a) for a in PLANE_AXES if a in page_axes]
+        self.extra_axes = list(info.extra_dims)
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_axes, extra, strict=True))}
+        index = [position[a] for a in self.outer_axes]
+        number = int(np.ravel_multi_index(index, self.outer_shape)) if index else 0
+        page = self.series.pages[number]
+        try:
+            data = page.asarray()
+        except Exception as exc:
+            raise SceneError(f"page {page.index}: {describe(exc)}") from exc
+        data = data.reshape(page.shape)
+        plane = np.transpose(data, self.to_yxs)
+        return plane if plane.ndim == 3 else plane[:, :, np.newaxis]
