@@ -101,16 +101,57 @@ def main() -> None:
 
     SOURCE is a file (OME-TIFF, TIFF, CZI, ND2, LIF, DV) or an OME-Zarr store.
     """
+    _quiet_libraries()
 
 
-def _report_failed_scenes(records: Iterable[dict[str, Any]]) -> bool:
-    failed = False
-    for record in records:
-        if record.get("status") != "ok":
-            failed = True
-            scene = record.get("scene", {}).get("index")
-            click.echo(f"bioiscc: {record['source']}: scene {scene}: {record['error']}", err=True)
-    return failed
+def _quiet_libraries() -> None:
+    """Reader libraries log and warn freely; our own one-line errors carry the cause.
+
+    Set BIOISCC_DEBUG=1 to see their messages.
+    """
+    import logging
+    import os
+    import warnings
+
+    if not os.environ.get("BIOISCC_DEBUG"):
+        logging.disable(logging.ERROR)
+        warnings.simplefilter("ignore")
+
+
+def _finish(
+    source: str,
+    text: str,
+    output: str | None,
+    failures: list[tuple[Any, str]],
+    total: int,
+    record_errors: bool,
+) -> None:
+    """Write the output and exit as RECORDS.md says.
+
+    `failures` holds (scene index, error) of the failed scenes among `total`. When no scene at all
+    could be read, the input as a whole failed: one line, exit 1, nothing written (unless
+    --record-errors). When some failed, the output is written and the exit code is 3.
+    """
+    from .output import write_text
+
+    if failures and len(failures) == total and not record_errors:
+        index, error = failures[0]
+        more = f" (and {len(failures) - 1} more failed scene(s))" if len(failures) > 1 else ""
+        _fail(f"{source}: scene {index}: {error}{more}")
+    write_text(text, output)
+    for index, error in failures:
+        where = f"{source}: scene {index}" if index is not None else source
+        click.echo(f"bioiscc: {where}: {error}", err=True)
+    if failures and not record_errors:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _scene_failures(records: Iterable[dict[str, Any]]) -> list[tuple[Any, str]]:
+    return [
+        ((r.get("scene") or {}).get("index"), str(r.get("error")))
+        for r in records
+        if r.get("status") != "ok"
+    ]
 
 
 @main.command()
@@ -121,7 +162,7 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
     """List the scenes of SOURCE and their geometry (a bioiscc.walk manifest). Reads no pixels."""
     from . import api
     from .errors import BioisccError
-    from .output import render, write_text
+    from .output import render
 
     try:
         record = api.walk(source, source=source_kind, reader=reader)
@@ -129,12 +170,8 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
         if not record_errors:
             _fail(str(exc))
         record = api.failed_walk(source, getattr(exc, "cause", str(exc)))
-    write_text(render([record], lines=False), output)
-    failed = [s for s in record["scenes"] if s.get("status") == "failed"]
-    for entry in failed:
-        click.echo(f"bioiscc: {source}: scene {entry['index']}: {entry['error']}", err=True)
-    if failed and not record_errors:
-        sys.exit(EXIT_INCOMPLETE)
+    failures = [(s["index"], str(s["error"])) for s in record["scenes"] if s.get("status") == "failed"]
+    _finish(source, render([record], lines=False), output, failures, len(record["scenes"]), record_errors)
 
 
 @main.command(name="hash")
@@ -163,7 +200,7 @@ def hash_command(
         raise click.UsageError("give either SOURCE or --manifest WALK.json")
     from . import api, records
     from .errors import BioisccError
-    from .output import render, write_text
+    from .output import render
 
     line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
     location = source or ""
@@ -190,9 +227,8 @@ def hash_command(
             records.scene_record(location, format=None, reader=None, info=None, error=cause, simprints=simprints)
         ]
     line.close()
-    write_text(render(results, lines=True), output)
-    if _report_failed_scenes(results) and not record_errors:
-        sys.exit(EXIT_INCOMPLETE)
+    failures = _scene_failures(results)
+    _finish(location, render(results, lines=True), output, failures, len(results), record_errors)
 
 
 def _load_manifest(path: str) -> dict[str, Any]:
@@ -229,7 +265,7 @@ def biocode(
     """The iscc-bio container: the file's raw-bytes ISCC-SUM and every scene's code as parts."""
     from . import api
     from .errors import BioisccError
-    from .output import render, write_text
+    from .output import render
 
     line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
     try:
@@ -243,9 +279,8 @@ def biocode(
             _fail(str(exc))
         record = api.failed_biocode(source, getattr(exc, "cause", str(exc)))
     line.close()
-    write_text(render([record], lines=False), output)
-    if _report_failed_scenes(record["parts"]) and not record_errors:
-        sys.exit(EXIT_INCOMPLETE)
+    failures = _scene_failures(record["parts"])
+    _finish(source, render([record], lines=False), output, failures, len(record["parts"]), record_errors)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SceneError, describe
 from ..scene import SceneInfo
 
 PLANE_AXES = ("Y", "X", "S")
@@ -120,6 +121,14 @@ class ChunkedArrayScene:
                 selection.append(slice(k * extent, min((k + 1) * extent, n)))
             else:
                 selection.append(slice(None))
-        block = np.asarray(self.array[tuple(selection)])
+        try:
+            block = np.asarray(self.array[tuple(selection)])
+        except Exception as exc:
+            where = " ".join(
+                f"{self.axes[axis]}={sel.start}..{sel.stop - 1}"
+                for axis, sel in enumerate(selection)
+                if axis in self.block_extent
+            )
+            raise SceneError(f"cannot decode the chunk(s) at {where}: {describe(exc)}") from exc
         self.decoded_bytes += block.nbytes
         return block

@@ -37,6 +37,7 @@ class TiffSource(Source):
             raise InputError(location, f"not a readable TIFF: {describe(exc)}") from exc
         if not self.series:
             raise InputError(location, "TIFF without images")
+        _check_complete(location, self.tiff, path.stat().st_size)
         self.format = "ome-tiff" if self.tiff.is_ome else "tiff"
 
     @property
@@ -74,6 +75,22 @@ class TiffSource(Source):
 
     def close(self) -> None:
         self.tiff.close()
+
+
+def _check_complete(location: str, tiff: Any, size: int) -> None:
+    """A truncated TIFF keeps its first IFDs; its image data then points past the end of the file."""
+    try:
+        pages = list(tiff.pages)
+    except Exception as exc:
+        raise InputError(location, f"corrupt or truncated TIFF: {describe(exc)}") from exc
+    for page in pages:
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if count and offset + count > size:
+                raise InputError(
+                    location,
+                    f"truncated TIFF: image data of page {page.index} ends at byte {offset + count}, "
+                    f"the file has {size}",
+                )
 
 
 def _one_plane_per_page(series: Any) -> bool:
