@@ -114,7 +114,7 @@ def _quiet_libraries() -> None:
     import warnings
 
     if not os.environ.get("BIOISCC_DEBUG"):
-        logging.disable(logging.ERROR)
+        logging.getLogger().setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
 
 

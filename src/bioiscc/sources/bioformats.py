@@ -78,7 +78,8 @@ def configure_offline() -> None:
         if not jar.is_file():
             raise BioformatsSetupError(f"Bio-Formats jar not found: {jar} (${JAR_ENV})")
         with contextlib.suppress(ImportError):
-            import bffile._java_stuff  # noqa: F401  (adds its endpoints on import: clear them after)
+            # bffile adds its Maven endpoints when imported: import it first, then clear them.
+            import bffile._java_stuff  # noqa: F401
         scyjava.config.set_java_constraints(fetch="never")
         scyjava.config.endpoints.clear()
         scyjava.config.add_classpath(str(jar))

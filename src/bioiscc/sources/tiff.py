@@ -7,13 +7,14 @@ layout is read through tifffile's chunked zarr view of the series.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingPluginError, SceneError, describe
+from ..errors import InputError, MissingPluginError, SceneError, describe, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 from .arrays import PLANE_AXES, ChunkedArrayScene, split_axes
 
@@ -30,14 +31,23 @@ class TiffSource(Source):
         self.location = location
         self.path = path
         self._tifffile = tifffile
-        try:
-            self.tiff = tifffile.TiffFile(path)
-            self.series = list(self.tiff.series)
-        except Exception as exc:
-            raise InputError(location, f"not a readable TIFF: {describe(exc)}") from exc
+        with _TiffWarnings() as warned:
+            try:
+                self.tiff = tifffile.TiffFile(path)
+                self.series = list(self.tiff.series)
+            except Exception as exc:
+                raise InputError(location, f"not a readable TIFF: {describe(exc)}") from exc
+            try:
+                _check_complete(location, self.tiff, path.stat().st_size)
+            except InputError:
+                self.tiff.close()
+                raise
+        if warned.messages:
+            # tifffile reads on past broken offsets and would describe a different image
+            self.tiff.close()
+            raise InputError(location, f"corrupt or truncated TIFF: {warned.messages[0]}")
         if not self.series:
             raise InputError(location, "TIFF without images")
-        _check_complete(location, self.tiff, path.stat().st_size)
         self.format = "ome-tiff" if self.tiff.is_ome else "tiff"
 
     @property
@@ -75,6 +85,30 @@ class TiffSource(Source):
 
     def close(self) -> None:
         self.tiff.close()
+
+
+class _TiffWarnings(logging.Handler):
+    """Collects what tifffile logs while opening a file: it logs, not raises, on broken offsets."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.logger = logging.getLogger("tifffile")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(one_line(record.getMessage()))
+
+    def __enter__(self) -> _TiffWarnings:
+        self.saved = (self.logger.level, self.logger.propagate)
+        self.logger.setLevel(logging.WARNING)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
 
 
 def _check_complete(location: str, tiff: Any, size: int) -> None:

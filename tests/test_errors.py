@@ -1,0 +1,201 @@
+"""Bad input: one line on stderr naming the input and the cause, exit 1, nothing written.
+
+With --record-errors the same failure is a failed record and exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bioiscc import records
+from tests.conftest import json_lines, require_samples, run_cli
+
+COMMANDS = ("walk", "hash", "biocode")
+
+
+def truncate(source: Path, target: Path, keep: float = 0.4) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * keep)])
+    return target
+
+
+def first_chunk(store: Path) -> Path:
+    """A chunk file (not metadata) of a zarr v2 store."""
+    return next(p for p in sorted(store.rglob("*")) if p.is_file() and not p.name.startswith("."))
+
+
+def make_empty(tmp: Path, vectors: Path) -> Path:
+    path = tmp / "empty.czi"
+    path.write_bytes(b"")
+    return path
+
+
+def make_random(suffix: str) -> Callable[[Path, Path], Path]:
+    def make(tmp: Path, vectors: Path) -> Path:
+        path = tmp / f"random{suffix}"
+        path.write_bytes(os.urandom(4096))
+        return path
+
+    return make
+
+
+def make_truncated_ome_tiff(tmp: Path, vectors: Path) -> Path:
+    return truncate(vectors / "img5d_u16.ome.tif", tmp / "truncated.ome.tif")
+
+
+def make_not_zarr(tmp: Path, vectors: Path) -> Path:
+    path = tmp / "folder.zarr"
+    path.mkdir()
+    (path / "readme.txt").write_text("not a store")
+    return path
+
+
+def make_bad_json_v2(tmp: Path, vectors: Path) -> Path:
+    path = shutil.copytree(vectors / "img5d_v04.ome.zarr", tmp / "badjson.ome.zarr")
+    (path / ".zattrs").write_text('{"multiscales": [')
+    return path
+
+
+def make_bad_json_v3(tmp: Path, vectors: Path) -> Path:
+    path = shutil.copytree(vectors / "img5d_v05.ome.zarr", tmp / "badjson3.ome.zarr")
+    (path / "zarr.json").write_text("{not json")
+    return path
+
+
+def make_corrupt_chunk(tmp: Path, vectors: Path) -> Path:
+    path = shutil.copytree(vectors / "img5d_v04_chunky.ome.zarr", tmp / "corrupt.ome.zarr")
+    truncate(first_chunk(path), first_chunk(path), keep=0.3)
+    return path
+
+
+def make_missing(tmp: Path, vectors: Path) -> Path:
+    return tmp / "does-not-exist.ome.tif"
+
+
+CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
+    "zero-byte file": (make_empty, "empty file"),
+    "random bytes .czi": (make_random(".czi"), "not a readable CZI"),
+    "random bytes .nd2": (make_random(".nd2"), "not a readable ND2"),
+    "random bytes .lif": (make_random(".lif"), "not a readable LIF"),
+    "random bytes .dv": (make_random(".dv"), "not a readable DV"),
+    "random bytes .ome.tif": (make_random(".ome.tif"), "not a readable TIFF"),
+    "unsupported suffix": (make_random(".xyz"), "unsupported format"),
+    "truncated OME-TIFF": (make_truncated_ome_tiff, "truncated TIFF"),
+    "directory, not a store": (make_not_zarr, "not a Zarr store"),
+    "invalid JSON (zarr v2)": (make_bad_json_v2, "invalid Zarr metadata"),
+    "invalid JSON (zarr v3)": (make_bad_json_v3, "invalid Zarr metadata"),
+    "missing path": (make_missing, "no such file or directory"),
+}
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], path: Path, cause: str, out: Path) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and cause in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(case: str, command: str, tmp_path: Path, vectors_dir: Path) -> None:
+    make, cause = CASES[case]
+    path = make(tmp_path, vectors_dir)
+    out = tmp_path / "out" / "result.json"
+    out.parent.mkdir()
+    assert_clean_failure(run_cli(command, str(path), "-o", str(out)), path, cause, out)
+
+    recorded = run_cli(command, str(path), "--record-errors", "-o", str(out))
+    assert recorded.returncode == 0, recorded.stderr
+    (record,) = json_lines(out.read_text()) if command == "hash" else [json.loads(out.read_text())]
+    records.validate(record)
+    assert record["status"] == "failed" and cause in record["error"]
+
+
+def test_corrupt_chunk_fails_its_scene(tmp_path: Path, vectors_dir: Path) -> None:
+    store = make_corrupt_chunk(tmp_path, vectors_dir)
+    out = tmp_path / "out" / "scenes.jsonl"
+    out.parent.mkdir()
+    # walking reads no pixels, so the store walks fine
+    assert run_cli("walk", str(store)).returncode == 0
+    # its only scene fails: the input as a whole could not be read
+    assert_clean_failure(run_cli("hash", str(store), "-o", str(out)), store, "cannot decode the chunk", out)
+    recorded = run_cli("hash", str(store), "--record-errors", "-o", str(out))
+    assert recorded.returncode == 0
+    (record,) = json_lines(out.read_text())
+    records.validate(record)
+    assert record["status"] == "failed" and record["scene"]["index"] == 0
+    assert record["dims"]["Z"] == 4  # the geometry is known, only the pixels are not
+
+
+def test_failed_scene_among_good_ones_exits_3(tmp_path: Path, vectors_dir: Path) -> None:
+    """A plate with one corrupt field: the other field's record is written, exit 3."""
+    plate = shutil.copytree(vectors_dir / "plate.ome.zarr", tmp_path / "plate.ome.zarr")
+    first_chunk(plate / "A" / "2").write_bytes(b"\x00")
+    out = tmp_path / "scenes.jsonl"
+    result = run_cli("hash", str(plate), "-o", str(out))
+    assert result.returncode == 3
+    got = json_lines(out.read_text())
+    assert [r["status"] for r in got] == ["ok", "failed"]
+    assert "scene 1" in result.stderr and str(plate) in result.stderr
+    for record in got:
+        records.validate(record)
+    biocode = run_cli("biocode", str(plate))
+    assert biocode.returncode == 3
+    container = json.loads(biocode.stdout)
+    records.validate(container)
+    assert container["status"] == "failed" and [p["status"] for p in container["parts"]] == ["ok", "failed"]
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv not installed")
+def test_permission_denied(tmp_path: Path, vectors_dir: Path) -> None:
+    path = tmp_path / "locked.ome.tif"
+    shutil.copy(vectors_dir / "u8_2d.ome.tif", path)
+    path.chmod(0)
+    out = tmp_path / "out.json"
+    # root reads everything: drop the capabilities that bypass file permissions
+    command = [
+        "setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all",
+        sys.executable, "-m", "bioiscc", "hash", str(path), "-o", str(out),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert_clean_failure(result, path, "permission denied", out)
+
+
+def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
+    path = tmp_path / "image.czi"
+    path.write_bytes(b"ZISRAWFILE" + bytes(100))
+    script = (
+        "import sys; sys.modules['bioio_czi'] = None\n"
+        "from bioiscc.cli import main\n"
+        f"main(['hash', {str(path)!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert str(path) in result.stderr and "bioio-czi" in result.stderr
+    assert "pip install 'bioiscc[czi]'" in result.stderr
+
+
+@pytest.mark.samples
+@pytest.mark.parametrize("name", ["czi/CellDivision_T3_Z5_CH2_X240_Y170.czi", "nd2/example-zstack.nd2"])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_truncated_vendor_files(name: str, keep: float, tmp_path: Path) -> None:
+    source = require_samples() / name
+    path = truncate(source, tmp_path / f"truncated{source.suffix}", keep=keep)
+    out = tmp_path / "out" / "result.jsonl"
+    out.parent.mkdir()
+    result = run_cli("hash", str(path), "-o", str(out))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and str(path) in result.stderr
+    assert not out.exists()
