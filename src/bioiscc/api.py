@@ -175,7 +175,11 @@ def hash_scene(
         raise
     except Exception as exc:
         return records.scene_record(src.location, error=describe_scene_error(exc), **common)
-    return records.scene_record(src.location, code=code, **common)
+    record = records.scene_record(src.location, code=code, **common)
+    absent = getattr(reader, "absent_planes", 0)
+    if absent:
+        record["absent_planes"] = absent  # planes the file does not store, walked as zeros
+    return record
 
 
 def describe_scene_error(exc: Exception) -> str:

@@ -110,7 +110,8 @@ class BioioSource(Source):
         bgr = self.plugin == "czi" and _is_bgr(self.reader)
         if layout.mosaic:
             return MosaicScene(info, self.reader, bgr)
-        return PlaneScene(info, self.reader, layout, bgr)
+        absent = _CziSubblocks(self.path, info.index) if self.plugin == "czi" else None
+        return PlaneScene(info, self.reader, layout, bgr, absent)
 
 
 class _Layout:
@@ -151,17 +152,54 @@ def _to_rgb(plane: np.ndarray, bgr: bool) -> np.ndarray:
     return plane[:, :, order]
 
 
+class _CziSubblocks:
+    """Tells whether a CZI stores any subblock for a plane.
+
+    A CZI may leave planes out: an Airyscan file stores its 32 phases (H) for some channels and
+    only phase 0 for others. Bio-Formats and pylibCZIrw return such a plane as zeros; bioio-czi
+    raises. A plane with no subblock is walked as zeros, so that both readers give one stream.
+    """
+
+    def __init__(self, path: Path, scene: int) -> None:
+        self.path = path
+        self.scene = scene
+        self._czi: Any = None
+
+    def absent(self, selection: Mapping[str, int]) -> bool:
+        try:
+            if self._czi is None:
+                import aicspylibczi
+
+                self._czi = aicspylibczi.CziFile(self.path)
+            dims = dict(selection)
+            if "S" in self._czi.dims:
+                dims["S"] = self.scene
+            return len(self._czi.read_subblock_metadata(**dims)) == 0
+        except Exception:
+            return False
+
+
 class PlaneScene:
     """Reads one plane per call with explicit dimension indices (the eager, true-pixel path)."""
 
-    def __init__(self, info: SceneInfo, reader: Any, layout: _Layout, bgr: bool) -> None:
+    def __init__(
+        self,
+        info: SceneInfo,
+        reader: Any,
+        layout: _Layout,
+        bgr: bool,
+        subblocks: _CziSubblocks | None = None,
+    ) -> None:
         self.info = info
         self.reader = reader
         self.layout = layout
         self.bgr = bgr
+        self.subblocks = subblocks
         self.out = "YXS" if "S" in layout.order else "YX"
         self.index_dims = [d for d in layout.order if d not in ("Y", "X", "S")]
         self.extra_dims = list(info.extra_dims)
+        #: planes the file does not store, walked as zeros
+        self.absent_planes = 0
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
@@ -171,7 +209,11 @@ class PlaneScene:
                 warnings.simplefilter("ignore")
                 plane = np.asarray(self.reader.get_image_data(self.out, **selection))
         except Exception as exc:
-            raise SceneError(describe(exc)) from exc
+            if self.subblocks is None or not self.subblocks.absent(selection):
+                raise SceneError(describe(exc)) from exc
+            self.absent_planes += 1
+            d = self.info.dims
+            return np.zeros((d["Y"], d["X"], d["S"]), dtype=self.info.dtype)
         if plane.ndim == 2:
             plane = plane[:, :, np.newaxis]
         return _to_rgb(plane, self.bgr)
