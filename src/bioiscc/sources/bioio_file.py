@@ -59,9 +59,12 @@ class BioioSource(Source):
         self.format = plugin
         reader_class = load_reader_class(location, plugin)
         if plugin == "bioformats":
-            from .bioformats import configure_offline
+            from .bioformats import BioformatsSetupError, configure_offline
 
-            configure_offline()
+            try:
+                configure_offline()
+            except BioformatsSetupError as exc:
+                raise InputError(location, exc.cause) from exc
         self._module = PLUGINS[plugin][0]
         try:
             with warnings.catch_warnings():
