@@ -73,7 +73,9 @@ def test_missing_jar_is_one_clear_line(tmp_path: Path) -> None:
     env = {"BIOISCC_BIOFORMATS_JAR": str(tmp_path / "nope.jar"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "bioiscc", "hash", str(image), "--reader", "bioformats"],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "nope.jar" in done.stderr and str(image) in done.stderr

@@ -165,8 +165,16 @@ def test_permission_denied(tmp_path: Path, vectors_dir: Path) -> None:
     out = tmp_path / "out.json"
     # root reads everything: drop the capabilities that bypass file permissions
     command = [
-        "setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all",
-        sys.executable, "-m", "bioiscc", "hash", str(path), "-o", str(out),
+        "setpriv",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-all",
+        sys.executable,
+        "-m",
+        "bioiscc",
+        "hash",
+        str(path),
+        "-o",
+        str(out),
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert_clean_failure(result, path, "permission denied", out)

@@ -32,9 +32,7 @@ def sample_files() -> list[str]:
     if not root.exists():
         return ["(samples absent)"]
     found = sorted(
-        p.relative_to(root).as_posix()
-        for p in root.glob("*/*")
-        if p.is_file() or p.name.endswith(".zarr")
+        p.relative_to(root).as_posix() for p in root.glob("*/*") if p.is_file() or p.name.endswith(".zarr")
     )
     return found or ["(samples absent)"]
 

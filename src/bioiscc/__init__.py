@@ -37,7 +37,22 @@ _LAZY = {
     "Source": "scene",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "BioisccError",
+    "InputError",
+    "MissingPluginError",
+    "Plane",
+    "SceneInfo",
+    "Source",
+    "__version__",
+    "biocode",
+    "hash_manifest",
+    "hash_scenes",
+    "iter_planes",
+    "open_source",
+    "scenes",
+    "walk",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ a readable source does not raise: its record has status "failed".
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -142,10 +143,7 @@ def _hash_selected(
             raise SceneSelectionError(
                 f"{src.location}: no scene {index} (the source has {len(infos)} scene(s))"
             )
-    return [
-        hash_scene(src, infos[i], simprints=simprints, narrow=narrow, progress=progress)
-        for i in chosen
-    ]
+    return [hash_scene(src, infos[i], simprints=simprints, narrow=narrow, progress=progress) for i in chosen]
 
 
 def hash_scene(
@@ -157,9 +155,16 @@ def hash_scene(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The `bioiscc.scene` record of one scene; a failure becomes a failed record."""
-    common = {"format": src.format, "reader": src.reader_name, "info": info, "simprints": simprints}
+    make_record = functools.partial(
+        records.scene_record,
+        src.location,
+        format=src.format,
+        reader=src.reader_name,
+        info=info,
+        simprints=simprints,
+    )
     if not info.ok:
-        return records.scene_record(src.location, error=info.error, **common)
+        return make_record(error=info.error)
     done = 0
 
     def advance(size: int) -> None:
@@ -174,8 +179,8 @@ def hash_scene(
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
-        return records.scene_record(src.location, error=describe_scene_error(exc), **common)
-    record = records.scene_record(src.location, code=code, **common)
+        return make_record(error=describe_scene_error(exc))
+    record = make_record(code=code)
     absent = getattr(reader, "absent_planes", 0)
     if absent:
         record["absent_planes"] = absent  # planes the file does not store, walked as zeros

@@ -42,7 +42,9 @@ class ProgressLine:
             return
         self.last = now
         percent = 100 * done / total if total else 100
-        click.echo(f"\rbioiscc: scene {scene}: {percent:5.1f}% of {total / 2**20:,.1f} MiB", err=True, nl=False)
+        click.echo(
+            f"\rbioiscc: scene {scene}: {percent:5.1f}% of {total / 2**20:,.1f} MiB", err=True, nl=False
+        )
         self.shown = True
 
     def close(self) -> None:
@@ -148,9 +150,7 @@ def _finish(
 
 def _scene_failures(records: Iterable[dict[str, Any]]) -> list[tuple[Any, str]]:
     return [
-        ((r.get("scene") or {}).get("index"), str(r.get("error")))
-        for r in records
-        if r.get("status") != "ok"
+        ((r.get("scene") or {}).get("index"), str(r.get("error"))) for r in records if r.get("status") != "ok"
     ]
 
 
@@ -176,10 +176,20 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
 
 @main.command(name="hash")
 @click.argument("source", required=False)
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), help="A walk manifest instead of SOURCE.")
-@click.option("--scene", "scenes", type=click.IntRange(min=0), multiple=True, help="Scene index (repeatable; default all).")
+@click.option(
+    "--manifest", type=click.Path(exists=True, dir_okay=False), help="A walk manifest instead of SOURCE."
+)
+@click.option(
+    "--scene",
+    "scenes",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Scene index (repeatable; default all).",
+)
 @click.option("--simprints", is_flag=True, help="Add per-plane simprints.")
-@click.option("--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUM (ISCC:KUA…) instead of the wide one.")
+@click.option(
+    "--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUM (ISCC:KUA…) instead of the wide one."
+)
 @source_options
 @output_options
 @progress_option
@@ -213,8 +223,13 @@ def hash_command(
             )
         else:
             results = api.hash_scenes(
-                location, scenes=scenes, simprints=simprints, narrow=narrow,
-                source=source_kind, reader=reader, progress=line,
+                location,
+                scenes=scenes,
+                simprints=simprints,
+                narrow=narrow,
+                source=source_kind,
+                reader=reader,
+                progress=line,
             )
     except api.SceneSelectionError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -224,7 +239,9 @@ def hash_command(
             _fail(str(exc))
         cause = getattr(exc, "cause", str(exc))
         results = [
-            records.scene_record(location, format=None, reader=None, info=None, error=cause, simprints=simprints)
+            records.scene_record(
+                location, format=None, reader=None, info=None, error=cause, simprints=simprints
+            )
         ]
     line.close()
     failures = _scene_failures(results)
@@ -246,7 +263,9 @@ def _load_manifest(path: str) -> dict[str, Any]:
 @main.command()
 @click.argument("source")
 @click.option("--simprints", is_flag=True, help="Add per-plane simprints to each part.")
-@click.option("--no-raw", is_flag=True, help="Skip the raw-bytes ISCC-SUM of the file (top-level codes null).")
+@click.option(
+    "--no-raw", is_flag=True, help="Skip the raw-bytes ISCC-SUM of the file (top-level codes null)."
+)
 @click.option("--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUMs instead of wide ones.")
 @source_options
 @output_options
@@ -270,8 +289,13 @@ def biocode(
     line = ProgressLine(sys.stderr.isatty() if progress is None else progress)
     try:
         record = api.biocode(
-            source, simprints=simprints, raw=not no_raw, narrow=narrow,
-            source=source_kind, reader=reader, progress=line,
+            source,
+            simprints=simprints,
+            raw=not no_raw,
+            narrow=narrow,
+            source=source_kind,
+            reader=reader,
+            progress=line,
         )
     except BioisccError as exc:
         line.close()

@@ -48,8 +48,13 @@ def scene_entry(info: SceneInfo) -> dict[str, Any]:
         )
     else:
         entry.update(
-            dims=None, extra_dims=None, dtype=None, planes=None, bytes=None,
-            status="failed", error=info.error,
+            dims=None,
+            extra_dims=None,
+            dtype=None,
+            planes=None,
+            bytes=None,
+            status="failed",
+            error=info.error,
         )
     return entry
 
@@ -87,17 +92,17 @@ def scene_record(
 ) -> dict[str, Any]:
     """A `bioiscc.scene` record: codes when `code` is given, else a failed record with `error`."""
     record = _common(SCENE, source)
-    geometry_known = info is not None and info.ok
+    known = info if info is not None and info.ok else None
     record.update(
         format=format,
         reader=reader,
         imagewalk=IMAGEWALK_VERSION,
         scene={"index": info.index if info else None, "name": info.name if info else None},
-        dims=dict(info.dims) if geometry_known else None,
-        extra_dims=dict(info.extra_dims) if geometry_known else None,
-        dtype=info.dtype if geometry_known else None,
-        planes=info.planes if geometry_known else None,
-        bytes=info.bytes if geometry_known else None,
+        dims=dict(known.dims) if known else None,
+        extra_dims=dict(known.extra_dims) if known else None,
+        dtype=known.dtype if known else None,
+        planes=known.planes if known else None,
+        bytes=known.bytes if known else None,
         status="ok" if code is not None else "failed",
         error=None if code is not None else (error or "failed"),
         iscc_code=code.iscc_code if code else None,

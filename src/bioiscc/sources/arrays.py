@@ -98,7 +98,7 @@ class ChunkedArrayScene:
                 self.blocks.popitem(last=False)
         else:
             self.blocks.move_to_end(key)
-        within = []
+        within: list[int | slice] = []
         for axis in range(len(self.axes)):
             if axis in index:
                 within.append(index[axis] - key[self.outer.index(axis)] * self.block_extent[axis])

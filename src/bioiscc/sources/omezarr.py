@@ -76,9 +76,7 @@ class OmeZarrSource(Source):
             return [_ImageRef("", _multiscales_name(attrs, "image"))]
         layout = attrs.get("bioformats2raw.layout", dict(self.root.attrs).get("bioformats2raw.layout"))
         if layout is not None:
-            series = sorted(
-                (name for name in _child_groups(self.root) if name.isdigit()), key=int
-            )
+            series = sorted((name for name in _child_groups(self.root) if name.isdigit()), key=int)
             if not series:
                 raise InputError(self.location, "bioformats2raw layout without series groups")
             return [_ImageRef(name, self._series_name(name)) for name in series]
@@ -169,7 +167,9 @@ def _child_groups(group: Any) -> list[str]:
 
 
 def _cause(exc: Exception) -> str:
-    return exc.cause if isinstance(exc, InputError) else describe(exc) if not isinstance(exc, SceneError) else str(exc)
+    if isinstance(exc, InputError):
+        return exc.cause
+    return str(exc) if isinstance(exc, SceneError) else describe(exc)
 
 
 def _package_version(name: str) -> str:
