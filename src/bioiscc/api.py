@@ -20,10 +20,11 @@ from typing import Any
 
 from . import records
 from .errors import BioisccError, InputError, describe
-from .fingerprint import fingerprint, raw_chunks
+from .fingerprint import raw_chunks
 from .imagewalk import iter_planes as _walk_planes
 from .scene import Plane, SceneInfo, Source
 from .sources import open_source
+from .sources.omero import is_omero_uri, redact
 from .sumcode import hash_planes, raw_sum
 
 PathLike = str | os.PathLike[str]
@@ -57,7 +58,7 @@ def source_kind_of(src: Source) -> str:
 
     if isinstance(src, BioioSource):
         return "bioformats" if src.plugin == "bioformats" else "bioio"
-    return "ome-zarr" if src.format == "ome-zarr" else "tiff"
+    return src.format if src.format in ("ome-zarr", "omero") else "tiff"
 
 
 def _list_scenes(src: Source) -> list[SceneInfo]:
@@ -77,7 +78,7 @@ def walk(location: PathLike, *, source: str = "auto", reader: str = "native") ->
             src.location,
             format=src.format,
             reader=src.reader_name,
-            fingerprint=fingerprint(location),
+            fingerprint=src.fingerprint(),
             scenes=scenes,
         )
         record["source_kind"] = source_kind_of(src)
@@ -87,7 +88,7 @@ def walk(location: PathLike, *, source: str = "auto", reader: str = "native") ->
 def failed_walk(location: PathLike, error: str) -> dict[str, Any]:
     """The walk record of an input that cannot be read (for --record-errors)."""
     return records.walk_record(
-        str(location), format=None, reader=None, fingerprint=None, scenes=[], error=error
+        redact(str(location)), format=None, reader=None, fingerprint=None, scenes=[], error=error
     )
 
 
@@ -122,7 +123,7 @@ def hash_manifest(
     kind = str(manifest.get("source_kind", "auto"))
     reader = "bioformats" if kind == "bioformats" else "native"
     with opened(location, "bioio" if kind == "bioformats" else kind, reader) as src:
-        if manifest.get("fingerprint") and fingerprint(location) != manifest["fingerprint"]:
+        if manifest.get("fingerprint") and src.fingerprint() != manifest["fingerprint"]:
             raise InputError(location, "changed since it was walked (fingerprint differs); walk it again")
         infos = _list_scenes(src)
         return _hash_selected(src, infos, scenes, simprints=simprints, narrow=narrow, progress=progress)
@@ -207,12 +208,14 @@ def biocode(
     parts = hash_scenes(
         location, simprints=simprints, narrow=narrow, source=source, reader=reader, progress=progress
     )
-    raw_code = raw_sum(raw_chunks(location), wide=not narrow) if raw else None
+    # OMERO serves pixels, not the bytes of a file: no raw-bytes code (RECORDS.md)
+    local = not is_omero_uri(str(location))
+    raw_code = raw_sum(raw_chunks(location), wide=not narrow) if raw and local else None
     return records.biocode_record(str(location), raw=raw_code, parts=parts)
 
 
 def failed_biocode(location: PathLike, error: str) -> dict[str, Any]:
-    return records.biocode_record(str(location), raw=None, parts=[], error=error)
+    return records.biocode_record(redact(str(location)), raw=None, parts=[], error=error)
 
 
 def iter_planes(

@@ -134,8 +134,10 @@ def _finish(
     could be read, the input as a whole failed: one line, exit 1, nothing written (unless
     --record-errors). When some failed, the output is written and the exit code is 3.
     """
+    from .locations import redact
     from .output import write_text
 
+    source = redact(source)
     if failures and len(failures) == total and not record_errors:
         index, error = failures[0]
         more = f" (and {len(failures) - 1} more failed scene(s))" if len(failures) > 1 else ""
@@ -309,3 +311,5 @@ def biocode(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+from . import cli_workflow  # noqa: E402,F401
+from .cli_views import COMMANDS as _VIEW_COMMANDS  # noqa: E402,F401

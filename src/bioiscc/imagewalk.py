@@ -3,12 +3,30 @@
     for z in Z:  for c in C*S:  for t in T:  for e in extras:  emit plane(t, c, z, e)
 
 Each plane is written row-major, every pixel big-endian in its own type, nothing else.
+
+Hashing consumes `PlaneWalk.canonical()`: per plane, its canonical bytes as a few `bytes` pieces.
+Two optional reader attributes make it fast; the stream is the same with or without them:
+
+- `readahead_planes: int`: planes the walk may read and convert in a background thread while the
+  caller hashes. Reading, decompressing and byte-swapping release the GIL, so on two cores they
+  overlap the hash. Readers without it are read in the calling thread (their libraries are not
+  known to be thread-safe). `BIOISCC_READAHEAD=0` turns the thread off.
+- `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
+  which saves allocating (and page-faulting) every plane.
+
+iscc_sum's `update()` holds the GIL while it hashes, so the read-ahead thread gets the GIL back
+only between two updates. Hashing a plane in pieces lets it in after a piece rather than after a
+whole plane; it needs the GIL after every tile or chunk it decodes. (A shorter switch interval
+than Python's 5 ms measured no better on this busy 2-core machine, so it is left alone.)
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import os
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 
@@ -18,6 +36,10 @@ IMAGEWALK_VERSION = "1"
 
 #: Above this many bytes, samples of interleaved planes are re-read rather than cached across T.
 SAMPLE_CACHE_BYTES = 512 * 1024 * 1024
+#: Size of the pieces a plane's canonical bytes are hashed in.
+PIECE_BYTES = 256 * 1024
+
+ReadPlane = Callable[[int, int, int, tuple[int, ...]], np.ndarray]
 
 
 def plane_order(info: SceneInfo) -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
@@ -31,19 +53,64 @@ def plane_order(info: SceneInfo) -> Iterator[tuple[int, int, int, tuple[int, ...
                     yield z, c, t, e
 
 
-def iter_planes(reader: SceneReader) -> Iterator[Plane]:
+def iter_planes(reader: SceneReader) -> PlaneWalk:
     """The planes of one scene in IMAGEWALK order, each a 2D (Y, X) array in its native dtype.
 
     A stored plane of interleaved samples (Y, X, S) is read once and its samples handed out in
     turn; since T and extras walk inside the samples, those planes are kept until the channel is
     done, unless they would exceed SAMPLE_CACHE_BYTES (then they are read again).
     """
+    return PlaneWalk(reader)
+
+
+class PlaneWalk(Iterator[Plane]):
+    """The walk of one scene: iterate it for `Plane`s, or take `canonical()` for the byte stream."""
+
+    def __init__(self, reader: SceneReader) -> None:
+        self.reader = reader
+        self._planes: Iterator[Plane] | None = None
+
+    def __next__(self) -> Plane:
+        if self._planes is None:
+            self._planes = _walk(self.reader, self.reader.read, _keeps_samples(self.reader.info))
+        return next(self._planes)
+
+    def canonical(self) -> Generator[list[bytes], None, None]:
+        """Each plane's canonical bytes, as pieces, in walk order (instead of iterating, not as well)."""
+        if self._planes is not None:
+            raise RuntimeError("the walk has already been iterated plane by plane")
+        self._planes = iter(())
+        info = self.reader.info
+        keep = _keeps_samples(info)
+        # Kept sample planes must outlive the next read, so they cannot share a buffer.
+        read: ReadPlane = (
+            self.reader.read if keep else getattr(self.reader, "read_transient", self.reader.read)
+        )
+        writer = CanonicalWriter(PIECE_BYTES)
+        chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
+        depth = readahead_planes(self.reader)
+        return read_ahead(chunks, depth) if depth else chunks
+
+
+def readahead_planes(reader: SceneReader) -> int:
+    """Planes to prepare in a background thread: what the reader allows, 0 when turned off."""
+    if os.environ.get("BIOISCC_READAHEAD", "1") == "0":
+        return 0
+    return max(0, int(getattr(reader, "readahead_planes", 0)))
+
+
+def _keeps_samples(info: SceneInfo) -> bool:
+    d = info.dims
+    inner = d["T"] * info.extra_count
+    return d["S"] > 1 and inner * info.plane_bytes * d["S"] <= SAMPLE_CACHE_BYTES
+
+
+def _walk(reader: SceneReader, read: ReadPlane, keep: bool) -> Iterator[Plane]:
     info = reader.info
     d = info.dims
     samples = d["S"]
     extras = list(itertools.product(*(range(n) for n in info.extra_dims.values())))
     inner = [(t, e) for t in range(d["T"]) for e in extras]
-    keep = samples > 1 and len(inner) * info.plane_bytes * samples <= SAMPLE_CACHE_BYTES
     for z in range(d["Z"]):
         for c in range(d["C"]):
             cache: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
@@ -51,7 +118,7 @@ def iter_planes(reader: SceneReader) -> Iterator[Plane]:
                 for t, e in inner:
                     stored = cache.get((t, e))
                     if stored is None:
-                        stored = _checked(reader.read(t, c, z, e), info)
+                        stored = _checked(read(t, c, z, e), info)
                         if keep:
                             cache[(t, e)] = stored
                     yield Plane(z=z, c=c * samples + s, t=t, extra=e, data=stored[:, :, s])
@@ -79,11 +146,81 @@ def canonical_dtype(dtype: np.dtype) -> np.dtype:
 
 def canonical_bytes(plane: np.ndarray) -> bytes:
     """Row-major, big-endian bytes of a 2D plane, bit-exact (NaN payloads and -0.0 kept)."""
-    if plane.ndim != 2:
-        raise ValueError(f"a plane is 2D, got shape {plane.shape}")
-    target = canonical_dtype(plane.dtype)
-    if plane.dtype == target:
-        return np.ascontiguousarray(plane).tobytes()
-    # byteswap() moves bytes and never converts values, so float bit patterns survive.
-    swapped = np.ascontiguousarray(plane).byteswap()
-    return swapped.view(target).tobytes()
+    return CanonicalWriter()(plane)
+
+
+class CanonicalWriter:
+    """Canonical bytes of planes through one reused big-endian buffer.
+
+    Reusing the buffer spares a fresh allocation (and its page faults) per plane; numpy's copy
+    into it releases the GIL, and `tobytes()` is the one copy `bytes` requires. `pieces()` cuts a
+    plane into row ranges of about `piece_bytes`, each one `bytes`.
+    """
+
+    def __init__(self, piece_bytes: int = 0) -> None:
+        self.buffer: np.ndarray | None = None
+        self.piece_bytes = piece_bytes
+
+    def __call__(self, plane: np.ndarray) -> bytes:
+        return self._canonical(plane).tobytes()
+
+    def pieces(self, plane: np.ndarray) -> list[bytes]:
+        rows = self._canonical(plane)
+        step = max(1, self.piece_bytes // max(1, rows[0].nbytes)) if self.piece_bytes else len(rows)
+        return [rows[start : start + step].tobytes() for start in range(0, len(rows), step)]
+
+    def _canonical(self, plane: np.ndarray) -> np.ndarray:
+        """The plane as a C-contiguous array of its canonical dtype (the plane itself if it is one)."""
+        if plane.ndim != 2:
+            raise ValueError(f"a plane is 2D, got shape {plane.shape}")
+        target = canonical_dtype(plane.dtype)
+        if plane.dtype == target and plane.flags.c_contiguous:
+            return plane
+        if self.buffer is None or self.buffer.shape != plane.shape or self.buffer.dtype != target:
+            self.buffer = np.empty(plane.shape, dtype=target)
+        # casting="equiv" allows a change of byte order only: bytes move, values never convert,
+        # so float bit patterns (NaN payloads, -0.0) survive.
+        np.copyto(self.buffer, plane, casting="equiv")
+        return self.buffer
+
+
+def read_ahead(chunks: Iterator[list[bytes]], depth: int) -> Generator[list[bytes], None, None]:
+    """Run `chunks` in a background thread, up to `depth` items ahead of the consumer.
+
+    Order is kept; an exception in the producer is raised here at its place in the stream. Closing
+    this generator early stops the producer.
+    """
+    items: queue.Queue[tuple[list[bytes] | None, BaseException | None]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: tuple[list[bytes] | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put((chunk, None)):
+                    return
+            put((None, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put((None, exc))
+
+    worker = threading.Thread(target=produce, name="bioiscc-readahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            chunk, error = items.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        worker.join()

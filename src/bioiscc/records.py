@@ -13,6 +13,7 @@ from typing import Any
 
 from ._version import __version__
 from .imagewalk import IMAGEWALK_VERSION
+from .locations import redact
 from .scene import SceneInfo
 from .sumcode import SumCode
 
@@ -26,11 +27,14 @@ SCHEMA_FILES = {
     WALK: "walk.schema.json",
     SCENE: "scene.schema.json",
     BIOCODE: "biocode.schema.json",
+    "bioiscc.views": "views.schema.json",
+    "bioiscc.image": "image.schema.json",
 }
 
 
 def _common(kind: str, source: str) -> dict[str, Any]:
-    return {"kind": kind, "generator": GENERATOR, "source": source}
+    # `source` is the location as given, never with credentials (RECORDS.md)
+    return {"kind": kind, "generator": GENERATOR, "source": redact(source)}
 
 
 def scene_entry(info: SceneInfo) -> dict[str, Any]:
@@ -127,7 +131,7 @@ def biocode_record(
         "filesize": raw["filesize"] if raw else None,
         "generator": GENERATOR,
         "kind": BIOCODE,
-        "source": source,
+        "source": redact(source),
         "status": "failed" if error or any(p["status"] != "ok" for p in parts) else "ok",
         "error": error,
         "parts": parts,

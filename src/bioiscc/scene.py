@@ -96,6 +96,15 @@ class Source(ABC):
     def open_scene(self, info: SceneInfo) -> SceneReader:
         """A reader for one scene listed by `scenes()`."""
 
+    def fingerprint(self) -> str | None:
+        """Changes whenever the source's pixels may have: for a local path, its files' stat digest.
+
+        Remote sources (OMERO) override it with what their server reports.
+        """
+        from .fingerprint import fingerprint
+
+        return fingerprint(self.location)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release file handles and connections."""
 

@@ -6,12 +6,15 @@ Knows nothing of formats: it consumes `Plane`s from any source via `bioiscc.imag
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
+import os
+import sys
+import time
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
 from iscc_sum import DataCodeProcessor, IsccSumProcessor
 
-from .imagewalk import canonical_bytes
+from .imagewalk import PlaneWalk, canonical_bytes
 from .scene import Plane
 
 
@@ -39,10 +42,11 @@ class SumCode:
     simprints: list[Simprint] | None = field(default=None)
 
 
-def plane_simprint(data: bytes) -> str:
-    """Standard base64 (padded) of the 32-byte Data-Code body of one plane."""
+def plane_simprint(data: bytes | list[bytes]) -> str:
+    """Standard base64 (padded) of the 32-byte Data-Code body of one plane (bytes, or its pieces)."""
     processor = DataCodeProcessor()
-    processor.update(data)
+    for piece in [data] if isinstance(data, bytes) else data:
+        processor.update(piece)
     return base64.b64encode(processor.result()["digest"]).decode("ascii")
 
 
@@ -55,22 +59,32 @@ def hash_planes(
 ) -> SumCode:
     """ISCC-SUM over the canonical bytes of `planes`, in the order given.
 
-    `progress`, if given, is called with the byte count of each plane once it is hashed.
+    `progress`, if given, is called with the byte count of each plane once it is hashed. With
+    BIOISCC_STATS=1 a line of statistics (bytes decoded and hashed, seconds) goes to stderr.
     """
+    started = time.perf_counter()
     processor = IsccSumProcessor()
     prints: list[Simprint] | None = [] if simprints else None
     total = 0
     count = 0
-    for plane in planes:
-        data = canonical_bytes(plane.data)
-        processor.update(data)
-        if prints is not None:
-            prints.append(Simprint(plane_simprint(data), count, len(data)))
-        total += len(data)
-        count += 1
-        if progress is not None:
-            progress(len(data))
+    stream = _canonical_stream(planes)
+    try:
+        for pieces in stream:
+            # update() holds the GIL; reading and byte-swapping run in the walk's read-ahead thread.
+            for piece in pieces:
+                processor.update(piece)
+            size = sum(len(piece) for piece in pieces)
+            if prints is not None:
+                prints.append(Simprint(plane_simprint(pieces), count, size))
+            total += size
+            count += 1
+            if progress is not None:
+                progress(size)
+    finally:
+        stream.close()  # stops the read-ahead thread when hashing fails
     result = processor.result(wide=wide, add_units=True)
+    if os.environ.get("BIOISCC_STATS") == "1":
+        _print_stats(planes, total, count, time.perf_counter() - started)
     return SumCode(
         iscc_code=result.iscc,
         units=list(result.units or []),
@@ -78,6 +92,25 @@ def hash_planes(
         bytes=total,
         planes=count,
         simprints=prints,
+    )
+
+
+def _canonical_stream(planes: Iterable[Plane]) -> Generator[list[bytes], None, None]:
+    """A walk's own (read-ahead) stream, or the canonical bytes of any other planes, per plane."""
+    if isinstance(planes, PlaneWalk):
+        return planes.canonical()
+    return ([canonical_bytes(plane.data)] for plane in planes)
+
+
+def _print_stats(planes: Iterable[Plane], hashed: int, count: int, seconds: float) -> None:
+    """Read amplification is bytes decoded / bytes hashed; readers that count set `decoded_bytes`."""
+    reader = planes.reader if isinstance(planes, PlaneWalk) else None
+    decoded = getattr(reader, "decoded_bytes", None)
+    ratio = f"{decoded / hashed:.3f}" if decoded is not None and hashed else "n/a"
+    print(
+        f"bioiscc: stats: planes={count} hashed_bytes={hashed} decoded_bytes={decoded} "
+        f"read_amplification={ratio} seconds={seconds:.3f}",
+        file=sys.stderr,
     )
 
 

@@ -5,6 +5,7 @@
 | `tiff`     | TIFF, OME-TIFF                          | tifffile              |
 | `ome-zarr` | OME-Zarr store (directory)              | zarr                  |
 | `bioio`    | CZI, ND2, LIF, DV (and TIFF on request) | bioio reader plugins  |
+| `omero`    | omero:// image or fileset URI           | omero-py (Blitz API)  |
 
 `--reader bioformats` reads any file through Bio-Formats instead (opt-in: it needs Java).
 """
@@ -74,6 +75,10 @@ def check_readable(location: str, path: Path) -> None:
 def open_source(location: str | os.PathLike[str], source: str = "auto", reader: str = "native") -> Source:
     """Open a path (or URI) as a `Source`. Raises `InputError` with a one-line cause."""
     location = str(location)
+    if location[:8].lower() == "omero://":  # before any local-path check
+        from .omero import open_omero
+
+        return open_omero(location, source, reader)
     if source not in SOURCE_KINDS:
         raise InputError(location, f"unknown source kind {source!r}; one of {', '.join(SOURCE_KINDS)}")
     if reader not in READERS:

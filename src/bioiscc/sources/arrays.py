@@ -5,6 +5,9 @@ needed again at each of those Z, after every other (C, T, extra) block has been 
 reader keeps one *block* (the chunk-aligned range of the non-plane axes, full Y and X) per
 (C, T, extra) chunk position until the walk leaves its Z range, within a memory budget. Beyond the
 budget blocks are evicted least-recently-used, which costs re-reads, never correctness.
+
+Blocks arrive in bursts (one decode serves many planes), so the walk may read ahead as many planes
+as one Z range of blocks yields: the hash then works through them while the next blocks decode.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ..scene import SceneInfo
 PLANE_AXES = ("Y", "X", "S")
 STANDARD_AXES = ("T", "C", "Z", "Y", "X", "S")
 DEFAULT_CACHE_MB = 1024
+#: at most this many bytes of planes are read ahead of the hash
+READAHEAD_BYTES = 256 * 1024 * 1024
 
 
 def cache_budget() -> int:
@@ -69,6 +74,9 @@ class ChunkedArrayScene:
         self.blocks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self.capacity = self._capacity()
         self.decoded_bytes = 0
+        self.z_axis = axes.index("Z") if "Z" in axes and axes.index("Z") in self.outer else None
+        self.readahead_planes = self._readahead()
+        self.spares: list[np.ndarray] = []  # evicted blocks, decoded into again (transient reads)
 
     def _capacity(self) -> int:
         """Blocks to keep: every (C, T, extra) block of one Z range, if the budget allows."""
@@ -81,21 +89,33 @@ class ChunkedArrayScene:
                 needed *= math.ceil(self.shape[i] / self.block_extent[i])
         return max(1, min(needed, cache_budget() // max(1, block_bytes)))
 
+    def _readahead(self) -> int:
+        """Planes one Z range of blocks yields in the walk, within READAHEAD_BYTES."""
+        depth = self.block_extent[self.z_axis] if self.z_axis is not None else 1
+        planes = depth * self.info.planes // max(1, self.info.dims["Z"])
+        return max(2, min(planes, READAHEAD_BYTES // max(1, self.info.plane_bytes)))
+
     def _position(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> dict[str, int]:
         pos = {"T": t, "C": c, "Z": z}
         pos.update(zip(self.extra_axes, extra, strict=True))
         return pos
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        return self._plane(t, c, z, extra, reuse=False)
+
+    def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        """Like `read`, but an evicted block's memory may be decoded into (valid until the next call)."""
+        return self._plane(t, c, z, extra, reuse=True)
+
+    def _plane(self, t: int, c: int, z: int, extra: tuple[int, ...], reuse: bool) -> np.ndarray:
         pos = self._position(t, c, z, extra)
         index = {i: pos[self.axes[i]] for i in self.outer}
         key = tuple(index[i] // self.block_extent[i] for i in self.outer)
         block = self.blocks.get(key)
         if block is None:
-            block = self._read_block(key)
+            self._evict(z, reuse)
+            block = self._read_block(key, self.spares.pop() if self.spares else None)
             self.blocks[key] = block
-            while len(self.blocks) > self.capacity:
-                self.blocks.popitem(last=False)
         else:
             self.blocks.move_to_end(key)
         within: list[int | slice] = []
@@ -112,7 +132,26 @@ class ChunkedArrayScene:
             plane = plane[:, :, np.newaxis]
         return plane
 
-    def _read_block(self, key: tuple[int, ...]) -> np.ndarray:
+    def _evict(self, z: int, reuse: bool) -> None:
+        """Make room before decoding: blocks the walk has passed in Z, then least recently used.
+
+        Z is the outermost loop of the walk, so a block whose Z range ends at or before `z` is never
+        needed again. Evicting before the decode keeps at most `capacity` blocks in memory.
+        """
+        if self.z_axis is not None:
+            position = self.outer.index(self.z_axis)
+            extent = self.block_extent[self.z_axis]
+            for key in [k for k in self.blocks if (k[position] + 1) * extent <= z]:
+                self._drop(key, reuse)
+        while self.blocks and len(self.blocks) >= self.capacity:
+            self._drop(next(iter(self.blocks)), reuse)
+
+    def _drop(self, key: tuple[int, ...], reuse: bool) -> None:
+        block = self.blocks.pop(key)
+        if reuse and len(self.spares) < self.capacity:
+            self.spares.append(block)  # decoded into next: no fresh allocation, no page faults
+
+    def _read_block(self, key: tuple[int, ...], spare: np.ndarray | None = None) -> np.ndarray:
         selection: list[slice] = []
         for axis, n in enumerate(self.shape):
             if axis in self.block_extent:
@@ -122,7 +161,7 @@ class ChunkedArrayScene:
             else:
                 selection.append(slice(None))
         try:
-            block = np.asarray(self.array[tuple(selection)])
+            block = self._decode(tuple(selection), spare)
         except Exception as exc:
             where = " ".join(
                 f"{self.axes[axis]}={sel.start}..{sel.stop - 1}"
@@ -132,3 +171,23 @@ class ChunkedArrayScene:
             raise SceneError(f"cannot decode the chunk(s) at {where}: {describe(exc)}") from exc
         self.decoded_bytes += block.nbytes
         return block
+
+    def _decode(self, selection: tuple[slice, ...], spare: np.ndarray | None) -> np.ndarray:
+        """The block at `selection`, decoded into `spare` when it fits and the array is zarr's."""
+        shape = tuple(len(range(*sel.indices(n))) for sel, n in zip(selection, self.shape, strict=True))
+        if spare is not None and spare.shape == shape and spare.dtype == self.array.dtype:
+            out = _zarr_buffer(self.array, spare)
+            if out is not None:
+                self.array.get_basic_selection(selection, out=out)
+                return spare
+        return np.asarray(self.array[selection])
+
+
+def _zarr_buffer(array: Any, spare: np.ndarray) -> Any | None:
+    """`spare` as an output buffer zarr 3 decodes into, or None for any other array."""
+    try:
+        import zarr
+        from zarr.core.buffer import cpu
+    except ImportError:
+        return None
+    return cpu.NDBuffer.from_numpy_array(spare) if isinstance(array, zarr.Array) else None

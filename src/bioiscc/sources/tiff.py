@@ -138,7 +138,14 @@ def _one_plane_per_page(series: Any) -> bool:
 
 
 class PageScene:
-    """Planes of a one-plane-per-page series: plane (t, c, z, extra) is one page read."""
+    """Planes of a one-plane-per-page series: plane (t, c, z, extra) is one page read.
+
+    Each page holds one plane and is decoded once. `decoded_bytes` counts the pixels decoded, as
+    ChunkedArrayScene does (the padding of edge tiles is not counted).
+    """
+
+    #: planes the walk may read ahead in a thread (tifffile reads under its own file lock)
+    readahead_planes = 2
 
     def __init__(self, info: SceneInfo, series: Any) -> None:
         self.info = info
@@ -149,16 +156,32 @@ class PageScene:
         self.outer_shape = series.shape[: len(self.outer_axes)]
         self.to_yxs = [page_axes.index(a) for a in PLANE_AXES if a in page_axes]
         self.extra_axes = list(info.extra_dims)
+        self.decoded_bytes = 0
+        self.buffer: np.ndarray | None = None
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        return self._read(self._page(t, c, z, extra), None)
+
+    def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        """Like `read`, decoded into one reused buffer (valid until the next call)."""
+        page = self._page(t, c, z, extra)
+        shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+        if self.buffer is None or self.buffer.shape != shape or self.buffer.dtype != dtype:
+            self.buffer = np.empty(shape, dtype=dtype)
+        return self._read(page, self.buffer)
+
+    def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
         position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_axes, extra, strict=True))}
         index = [position[a] for a in self.outer_axes]
         number = int(np.ravel_multi_index(index, self.outer_shape)) if index else 0
-        page = self.series.pages[number]
+        return self.series.pages[number]
+
+    def _read(self, page: Any, out: np.ndarray | None) -> np.ndarray:
         try:
-            data = page.asarray()
+            data = page.asarray(out=out)
         except Exception as exc:
             raise SceneError(f"page {page.index}: {describe(exc)}") from exc
+        self.decoded_bytes += data.nbytes
         data = data.reshape(page.shape)
         plane = np.transpose(data, self.to_yxs)
         return plane if plane.ndim == 3 else plane[:, :, np.newaxis]

@@ -1,0 +1,597 @@
+"""The view commands: extract-views, mix, imagecode, views, scenes, thumb (docs/views.md).
+
+Registered on `bioiscc.cli.main` by importing this module at the end of `bioiscc/cli.py`. Exit codes
+as shared/spec/RECORDS.md fixes them: 0 done; 1 the input could not be read (one line on stderr,
+nothing written); 2 usage error; 3 output written but some scene failed. `--record-errors` turns a
+failure into a failed record and exit 0. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+#: The commands this module registers on `bioiscc.cli.main`. Defined before `bioiscc.cli` is imported:
+#: `bioiscc.cli` imports this name at its end, whichever of the two modules is imported first.
+COMMANDS = ("extract-views", "mix", "imagecode", "views", "scenes", "thumb")
+
+from . import cli  # noqa: E402
+from .cli import EXIT_INCOMPLETE, _fail, source_options  # noqa: E402
+
+if TYPE_CHECKING:
+    from .scene import SceneInfo, Source
+
+STRATEGIES = ("mip", "best_focus", "representative", "composite")
+DEFAULT_MAX_VIEWS = 5
+PREVIEW_MAX_VIEWS = 8
+BITS = ("256", "64")
+Failures = list[tuple[Any, str]]
+T = TypeVar("T")
+
+
+def _group() -> click.Group:
+    """The `bioiscc` command group the view commands join."""
+    group: click.Group = cli.main
+    return group
+
+
+def _require_view_libraries() -> None:
+    """Views need iscc-core (ISCC-IMAGE, ISCC-MIXED) and Pillow (PNG): say so in one line.
+
+    The libraries are found without importing them, and imported in a background thread while the
+    command opens and reads its input (iscc-core takes a few tenths of a second to import); code that
+    needs them waits for that import through Python's module lock.
+    """
+    import importlib
+    import importlib.util
+    import threading
+
+    wanted = (("iscc_core", "iscc-core"), ("PIL", "pillow"))
+    missing = [package for module, package in wanted if importlib.util.find_spec(module) is None]
+    if missing:
+        needed = " and ".join(missing)
+        _fail(f"views and image codes need {needed}; install with: pip install {' '.join(missing)}")
+
+    def preload() -> None:
+        for module in ("iscc_core", "PIL.Image"):
+            try:
+                importlib.import_module(module)
+            except Exception:  # pragma: no cover - the real import reports it where it is needed
+                return
+
+    threading.Thread(target=preload, name="bioiscc-preload", daemon=True).start()
+
+
+def shown(source: str) -> str:
+    """SOURCE as records and messages show it: without credentials (an OMERO URI's user:password@)."""
+    from .locations import redact
+
+    return redact(source)
+
+
+def _conclude(
+    source: str, failures: Failures, total: int, record_errors: bool, write: Callable[[], None]
+) -> None:
+    """Write the outputs and exit as RECORDS.md says (the rules of `bioiscc.cli._finish`)."""
+    if failures and len(failures) == total and not record_errors:
+        index, error = failures[0]
+        more = f" (and {len(failures) - 1} more failed scene(s))" if len(failures) > 1 else ""
+        where = f"{source}: scene {index}" if index is not None else source
+        _fail(f"{where}: {error}{more}")
+    write()
+    for index, error in failures:
+        where = f"{source}: scene {index}" if index is not None else source
+        click.echo(f"bioiscc: {where}: {error}", err=True)
+    if failures and not record_errors:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _failures(records: Sequence[dict[str, Any]]) -> Failures:
+    return [
+        ((r.get("scene") or {}).get("index"), str(r.get("error"))) for r in records if r.get("status") != "ok"
+    ]
+
+
+def view_options(default_max: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "-n",
+            "--max-views",
+            type=click.IntRange(min=1),
+            default=default_max,
+            show_default=True,
+            help="Keep at most this many views per scene (near-duplicates are dropped first).",
+        )(func)
+        func = click.option(
+            "-s",
+            "--strategy",
+            "strategies",
+            type=click.Choice(STRATEGIES),
+            multiple=True,
+            help="View strategy (repeatable; default: all four).",
+        )(func)
+        return func
+
+    return decorate
+
+
+def record_errors_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--record-errors",
+        is_flag=True,
+        help="Write a failed record instead of failing, and exit 0 (for workflows).",
+    )(func)
+
+
+def _strategies(chosen: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(s for s in STRATEGIES if s in chosen) if chosen else STRATEGIES
+
+
+def _with_scenes(
+    source: str, source_kind: str, reader: str, work: Callable[[Source, list[SceneInfo]], T]
+) -> T:
+    """Open SOURCE, list its scenes and run `work` on them; an unreadable input raises `BioisccError`."""
+    from . import api
+
+    with api.opened(source, source_kind, reader) as src:
+        return work(src, api._list_scenes(src))
+
+
+def _chosen_scenes(source: str, infos: list[SceneInfo], chosen: Sequence[int]) -> list[SceneInfo]:
+    for index in chosen:
+        if not 0 <= index < len(infos):
+            raise click.UsageError(f"{source}: no scene {index} (the source has {len(infos)} scene(s))")
+    return [infos[i] for i in chosen] if chosen else list(infos)
+
+
+# --- extract-views ------------------------------------------------------------------------------
+
+
+@_group().command(name="extract-views")
+@click.argument("source")
+@click.option("--scene", type=click.IntRange(min=0), default=0, show_default=True, help="Scene index.")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for views.json and the view PNGs.",
+)
+@view_options(DEFAULT_MAX_VIEWS)
+@source_options
+@record_errors_option
+def extract_views(
+    source: str,
+    scene: int,
+    output_dir: str,
+    strategies: tuple[str, ...],
+    max_views: int,
+    source_kind: str,
+    reader: str,
+    record_errors: bool,
+) -> None:
+    """Extract the views of one scene of SOURCE: 8-bit PNGs and DIR/views.json (bioiscc.views)."""
+    _require_view_libraries()
+    from .errors import BioisccError
+    from .output import render, write_text
+    from .views import api as views_api
+
+    folder = Path(output_dir)
+    chosen = _strategies(strategies)
+
+    def work(src: Source, infos: list[SceneInfo]) -> tuple[Any, Any]:
+        (info,) = _chosen_scenes(shown(source), infos, [scene])
+        outcome = views_api.scene_views(src, info, strategies=chosen, max_views=max_views)
+        return views_api.Origin.of(src), outcome
+
+    try:
+        origin, outcome = _with_scenes(source, source_kind, reader, work)
+    except BioisccError as exc:
+        if not record_errors:
+            _fail(str(exc))
+        record = views_api.records.views_record(
+            shown(source), format=None, reader=None, info=None, error=getattr(exc, "cause", str(exc))
+        )
+        _conclude(
+            source, [], 1, True, lambda: write_text(render([record], lines=False), folder / "views.json")
+        )
+        return
+    info = outcome.info
+
+    def write() -> None:
+        names = views_api.write_pngs(outcome, folder)
+        record = views_api.views_record_of(origin, outcome, names)
+        write_text(render([record], lines=False), folder / views_api.VIEWS_JSON)
+
+    failures = [] if outcome.error is None else [(info.index, outcome.error)]
+    _conclude(shown(source), failures, 1, record_errors, write)
+
+
+# --- mix -------------------------------------------------------------------------------------------
+
+
+@_group().command()
+@click.argument("views_json", type=click.Path(dir_okay=False))
+@click.option(
+    "--sum",
+    "scene_json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The scene's bioiscc.scene record (from hash): adds the composite ISCC-CODE.",
+)
+@click.option(
+    "--bits", type=click.Choice(BITS), default="256", show_default=True, help="ISCC-IMAGE/-MIXED bits."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file (atomically) instead of stdout.",
+)
+@record_errors_option
+def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, record_errors: bool) -> None:
+    """ISCC-IMAGE of each view of VIEWS_JSON, the scene's ISCC-MIXED, and with --sum its ISCC-CODE.
+
+    VIEWS_JSON is a views.json, or the JSON Lines of `views -o DIR` saved in DIR (one scene a line):
+    one bioiscc.image record per views record (JSON Lines). PNG paths are relative to its folder.
+    """
+    _require_view_libraries()
+    from .errors import InputError
+    from .output import read_records, render, write_text
+    from .views import api as views_api
+
+    def mixed(views_record: dict[str, Any], scene_records: list[dict[str, Any]] | None) -> dict[str, Any]:
+        scene_record = None
+        if scene_records is not None and views_record.get("status") == "ok":
+            scene_record = views_api.pick_scene_record(scene_records, views_record, str(scene_json))
+        return views_api.mix(
+            views_record, Path(views_json).parent, bits=int(bits), scene_record=scene_record, where=views_json
+        )
+
+    try:
+        views_records = _records_of(views_json, read_records)
+        if not views_records:
+            raise InputError(views_json, "no views record in it")
+        scene_records = None if scene_json is None else _records_of(scene_json, read_records)
+        results = [mixed(record, scene_records) for record in views_records]
+    except InputError as exc:
+        if not record_errors:
+            _fail(str(exc))
+        results = [
+            views_api.records.image_record(
+                views_json, format=None, reader=None, info=None, bits=int(bits), error=exc.cause
+            )
+        ]
+    source = str(results[0].get("source") or views_json)
+    _conclude(
+        shown(source),
+        _failures(results),
+        len(results),
+        record_errors,
+        lambda: write_text(render(results, lines=True), output),
+    )
+
+
+def _records_of(path: str, read_records: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    from .errors import InputError
+
+    try:
+        return read_records(path)
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file") from exc
+    except Exception as exc:
+        raise InputError(path, f"not a JSON record ({type(exc).__name__}: {exc})") from exc
+
+
+# --- imagecode ----------------------------------------------------------------------------------
+
+
+@_group().command()
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write each scene's view PNGs and views.json into DIR/scene-K/.",
+)
+@view_options(DEFAULT_MAX_VIEWS)
+@click.option(
+    "--scene",
+    "scenes",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Scene index (repeatable; default all).",
+)
+@click.option(
+    "--bits", type=click.Choice(BITS), default="256", show_default=True, help="ISCC-IMAGE/-MIXED bits."
+)
+@click.option("--no-sum", is_flag=True, help="Skip the ISCC-SUM (reads only the planes the views need).")
+@click.option("--text", is_flag=True, help="Print for people instead of JSON Lines.")
+@source_options
+@record_errors_option
+def imagecode(
+    source: str,
+    output_dir: str | None,
+    strategies: tuple[str, ...],
+    max_views: int,
+    scenes: tuple[int, ...],
+    bits: str,
+    no_sum: bool,
+    text: bool,
+    source_kind: str,
+    reader: str,
+    record_errors: bool,
+) -> None:
+    """Views, ISCC-IMAGEs, ISCC-MIXED, ISCC-SUM and composite ISCC-CODE of every scene of SOURCE.
+
+    One bioiscc.image record per scene (JSON Lines). The scene is read once for all codes.
+    """
+    _require_view_libraries()
+    from .errors import BioisccError
+    from .output import render, write_text
+    from .views import api as views_api
+
+    def work(src: Source, infos: list[SceneInfo]) -> tuple[Any, list[Any]]:
+        found = [
+            views_api.scene_views(
+                src, info, strategies=_strategies(strategies), max_views=max_views, with_sum=not no_sum
+            )
+            for info in _chosen_scenes(shown(source), infos, scenes)
+        ]
+        return views_api.Origin.of(src), found
+
+    try:
+        origin, outcomes = _with_scenes(source, source_kind, reader, work)
+    except BioisccError as exc:
+        if not record_errors:
+            _fail(str(exc))
+        failed = views_api.records.image_record(
+            shown(source),
+            format=None,
+            reader=None,
+            info=None,
+            bits=int(bits),
+            error=getattr(exc, "cause", str(exc)),
+        )
+        _conclude(shown(source), [], 1, True, lambda: write_text(render([failed], lines=True), None))
+        return
+    folder = Path(output_dir) if output_dir else None
+    names = [_scene_names(outcome, folder) for outcome in outcomes]
+    results = [
+        views_api.image_record_of(origin, outcome, bits=int(bits), png_names=png_names)
+        for outcome, png_names in zip(outcomes, names, strict=True)
+    ]
+
+    def write() -> None:
+        if folder is not None:
+            for outcome in outcomes:
+                if outcome.views is not None:
+                    _write_scene_folder(views_api, origin, outcome, folder)
+        write_text(_image_text(results) if text else render(results, lines=True), None)
+
+    _conclude(shown(source), _failures(results), len(results), record_errors, write)
+
+
+def _scene_folder(folder: Path, index: int) -> Path:
+    return folder / f"scene-{index}"
+
+
+def _scene_names(outcome: Any, folder: Path | None) -> dict[str, str] | None:
+    """PNG paths (relative to `folder`) that `_write_scene_folder` will write."""
+    if folder is None or outcome.views is None:
+        return None
+    prefix = f"scene-{outcome.info.index}"
+    return {v.id: f"{prefix}/{v.id}.png" for v in outcome.views.selection.views}
+
+
+def _write_scene_folder(views_api: Any, origin: Any, outcome: Any, folder: Path) -> None:
+    from .output import render, write_text
+
+    scene_folder = _scene_folder(folder, outcome.info.index)
+    names = views_api.write_pngs(outcome, scene_folder)
+    record = views_api.views_record_of(origin, outcome, names)
+    write_text(render([record], lines=False), scene_folder / views_api.VIEWS_JSON)
+
+
+def _image_text(results: Sequence[dict[str, Any]]) -> str:
+    lines = []
+    for record in results:
+        scene = record.get("scene") or {}
+        lines.append(
+            f"{record['source']}  scene {scene.get('index')} ({scene.get('name')}): {record['status']}"
+        )
+        if record["status"] != "ok":
+            lines.append(f"  error:      {record['error']}")
+            continue
+        if record.get("iscc_sum"):
+            lines.append(f"  ISCC-SUM:   {record['iscc_sum']}")
+        for view in record["views"]:
+            lines.append(f"  view {view['id']:<32} {view['iscc_image']}")
+        lines.append(f"  ISCC-MIXED: {record['iscc_mixed']}")
+        if record.get("iscc_code"):
+            lines.append(f"  ISCC-CODE:  {record['iscc_code']}")
+        for warning in record.get("warnings") or []:
+            lines.append(f"  warning:    {warning}")
+    return "\n".join(lines) + "\n"
+
+
+# --- views (preview) -----------------------------------------------------------------------------
+
+
+@_group().command()
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write each scene's view PNGs and views.json into DIR/scene-K/.",
+)
+@view_options(PREVIEW_MAX_VIEWS)
+@click.option(
+    "--scene",
+    "scenes",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Scene index (repeatable; default all).",
+)
+@source_options
+@record_errors_option
+def views(
+    source: str,
+    output_dir: str | None,
+    strategies: tuple[str, ...],
+    max_views: int,
+    scenes: tuple[int, ...],
+    source_kind: str,
+    reader: str,
+    record_errors: bool,
+) -> None:
+    """Views of every scene of SOURCE (bioiscc.views records, JSON Lines); PNGs with -o DIR."""
+    _require_view_libraries()
+    from .errors import BioisccError
+    from .output import render, write_text
+    from .views import api as views_api
+
+    def work(src: Source, infos: list[SceneInfo]) -> tuple[Any, list[Any]]:
+        found = [
+            views_api.scene_views(src, info, strategies=_strategies(strategies), max_views=max_views)
+            for info in _chosen_scenes(shown(source), infos, scenes)
+        ]
+        return views_api.Origin.of(src), found
+
+    try:
+        origin, outcomes = _with_scenes(source, source_kind, reader, work)
+    except BioisccError as exc:
+        if not record_errors:
+            _fail(str(exc))
+        failed = views_api.records.views_record(
+            shown(source), format=None, reader=None, info=None, error=getattr(exc, "cause", str(exc))
+        )
+        _conclude(shown(source), [], 1, True, lambda: write_text(render([failed], lines=True), None))
+        return
+    folder = Path(output_dir) if output_dir else None
+    results = [views_api.views_record_of(origin, o, _scene_names(o, folder)) for o in outcomes]
+
+    def write() -> None:
+        if folder is not None:
+            for outcome in outcomes:
+                if outcome.views is not None:
+                    _write_scene_folder(views_api, origin, outcome, folder)
+        write_text(render(results, lines=True), None)
+
+    _conclude(shown(source), _failures(results), len(results), record_errors, write)
+
+
+# --- scenes and thumb (previews) -----------------------------------------------------------------
+
+
+def _thumb_name_of_scene(source: str, index: int) -> str:
+    path = Path(source.rstrip("/"))
+    stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+    return f"{stem}.scene_{index:03d}.thumb.png"
+
+
+def _thumb_name(source: str) -> str:
+    return f"{Path(source.rstrip('/')).name}.thumb.png"
+
+
+@_group().command(name="scenes")
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Folder for the thumbnails (NAME.scene_KKK.thumb.png).",
+)
+@source_options
+def scenes_command(source: str, output_dir: str, source_kind: str, reader: str) -> None:
+    """One thumbnail per scene of SOURCE (pyramid levels may be used; no codes)."""
+    _require_view_libraries()
+    from .errors import BioisccError
+
+    try:
+        made, failures, total = _with_scenes(source, source_kind, reader, _thumbnails)
+    except BioisccError as exc:
+        _fail(str(exc))
+    folder = Path(output_dir)
+
+    def write() -> None:
+        from .views.png import write_png
+
+        for index, image in made:
+            target = folder / _thumb_name_of_scene(shown(source), index)
+            write_png(image, target)
+            click.echo(str(target))
+
+    _conclude(shown(source), failures, total, False, write)
+
+
+@_group().command()
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Folder for the thumbnail (NAME.thumb.png).",
+)
+@source_options
+def thumb(source: str, output_dir: str, source_kind: str, reader: str) -> None:
+    """One representative thumbnail of SOURCE: its first readable scene."""
+    _require_view_libraries()
+    from .errors import BioisccError
+
+    try:
+        made, failures, _ = _with_scenes(source, source_kind, reader, _first_thumbnail)
+    except BioisccError as exc:
+        _fail(str(exc))
+    if not made:
+        index, error = failures[0] if failures else (None, "no scene")
+        _fail(f"{source}: scene {index}: {error}")
+    target = Path(output_dir) / _thumb_name(shown(source))
+
+    def write() -> None:
+        from .views.png import write_png
+
+        write_png(made[0][1], target)
+        click.echo(str(target))
+
+    _conclude(shown(source), [], 1, False, write)
+
+
+def _first_thumbnail(src: Source, infos: list[SceneInfo]) -> tuple[list[Any], Failures, int]:
+    return _thumbnails(src, infos, first_only=True)
+
+
+def _thumbnails(
+    src: Source, infos: list[SceneInfo], first_only: bool = False
+) -> tuple[list[Any], Failures, int]:
+    from .api import describe_scene_error
+    from .views.thumbs import scene_thumbnail
+
+    made: list[Any] = []
+    failures: Failures = []
+    for info in infos:
+        if not info.ok:
+            failures.append((info.index, str(info.error)))
+            continue
+        try:
+            made.append((info.index, scene_thumbnail(src, info)))
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:
+            failures.append((info.index, describe_scene_error(exc)))
+            continue
+        if first_only:
+            break
+    return made, failures, len(infos)

@@ -1,0 +1,90 @@
+"""The fast hashing path (read-ahead thread, pieces, reused buffers) never changes a code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bioiscc
+from bioiscc import imagewalk
+from bioiscc.imagewalk import CanonicalWriter, canonical_bytes, iter_planes, read_ahead
+from bioiscc.scene import SceneInfo, make_dims
+from bioiscc.sumcode import hash_planes
+from tests.conftest import VECTORS
+
+EXPECTED = json.loads((VECTORS / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("readahead", ["0", "1"])
+def test_vectors_in_small_pieces_with_and_without_read_ahead(
+    vectors_dir: Path, monkeypatch: pytest.MonkeyPatch, readahead: str
+) -> None:
+    monkeypatch.setenv("BIOISCC_READAHEAD", readahead)
+    monkeypatch.setattr(imagewalk, "PIECE_BYTES", 100)  # many pieces per plane, odd sizes
+    for name, want in EXPECTED.items():
+        got = bioiscc.hash_scenes(vectors_dir / name, simprints=True)
+        assert [r["iscc_code"] for r in got] == [w["iscc_code"] for w in want], name
+        assert [r["simprints"][0]["simprint"] for r in got] == [w["first_simprints"][0] for w in want], name
+
+
+def test_pieces_join_to_the_canonical_bytes() -> None:
+    plane = np.arange(7 * 13, dtype="<f4").reshape(7, 13)[:, ::2]  # not contiguous
+    for piece_bytes in (1, 28, 29, 10_000):
+        pieces = CanonicalWriter(piece_bytes).pieces(plane)
+        assert b"".join(pieces) == canonical_bytes(plane)
+        assert all(isinstance(p, bytes) for p in pieces)
+
+
+def test_planes_of_the_public_walk_are_not_overwritten(vectors_dir: Path) -> None:
+    """Reused buffers are for the hash only: planes a caller keeps stay what they were."""
+    kept = [p.data for p in bioiscc.iter_planes(vectors_dir / "img5d_u16.ome.tif")]
+    again = [p.data.copy() for p in bioiscc.iter_planes(vectors_dir / "img5d_u16.ome.tif")]
+    assert all(np.array_equal(a, b) for a, b in zip(kept, again, strict=True))
+    assert len({a.tobytes() for a in kept}) > 1
+
+
+class Failing:
+    """A read-ahead reader that fails at one plane."""
+
+    readahead_planes = 2
+
+    def __init__(self, fail_at: int) -> None:
+        self.info = SceneInfo(0, "s", make_dims({"Z": 6, "Y": 2, "X": 2}), {}, "uint16")
+        self.fail_at = fail_at
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        if z == self.fail_at:
+            raise OSError(f"cannot read plane {z}")
+        return np.full((2, 2, 1), z, dtype=np.uint16)
+
+
+def test_a_reader_error_in_the_read_ahead_thread_reaches_the_caller() -> None:
+    with pytest.raises(OSError, match="cannot read plane 4"):
+        hash_planes(iter_planes(Failing(4)))
+
+
+def test_closing_the_read_ahead_early_stops_its_thread() -> None:
+    produced = []
+
+    def chunks() -> Iterator[list[bytes]]:
+        for i in range(1000):
+            produced.append(i)
+            yield [bytes([i % 256])]
+
+    stream = read_ahead(chunks(), 2)
+    assert next(stream) == [b"\x00"]
+    stream.close()
+    assert len(produced) < 10
+
+
+def test_read_ahead_gives_the_same_code_as_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = Failing(fail_at=-1)
+    ahead = hash_planes(iter_planes(reader))
+    monkeypatch.setenv("BIOISCC_READAHEAD", "0")
+    here = hash_planes(iter_planes(reader))
+    plain = hash_planes(list(iter_planes(reader)))  # any iterable of planes, not a walk
+    assert ahead == here == plain

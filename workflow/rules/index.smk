@@ -1,0 +1,38 @@
+# Across the run: one row per scene of every input, as TSV (in the report) and JSON Lines.
+
+
+rule index:
+    input:
+        containers=all_containers,
+    output:
+        tsv=report(
+            "results/index.tsv",
+            caption="../report/index.rst",
+            category="Codes",
+            labels={"index": "codes per scene (TSV)"},
+        ),
+        html=report(
+            "results/index.html",
+            caption="../report/index.rst",
+            category="Codes",
+            labels={"index": "codes per scene (table)"},
+        ),
+        jsonl="results/index.jsonl",
+    log:
+        "logs/index.log",
+    benchmark:
+        "logs/index.benchmark.tsv"
+    localrule: True
+    conda:
+        "../../envs/bioiscc.yaml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        input_dir=config["input_dir"],
+        options=f"--retry-marker {RETRY_MARKER}" if config["retry_failed"] else "",
+    shell:
+        "printf '%s\\n' {input.containers:q}"
+        " | bioiscc index --from - --relative-to {params.input_dir:q} {params.options}"
+        " --tsv {output.tsv:q} --jsonl {output.jsonl:q} --html {output.html:q} 2> {log:q}"
