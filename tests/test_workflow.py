@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bioiscc import records
 from tests.conftest import REPO, json_lines, run_cli
 
 pytest.importorskip("snakemake")
@@ -174,6 +175,8 @@ def test_first_run_codes_and_index(done: tuple[Path, str]) -> None:
         container = json.loads((workdir / "results" / key / "container.json").read_text())
         biocode = json.loads(run_cli("biocode", f"data/{name}", cwd=workdir, check=True).stdout)
         assert container == biocode
+        records.validate(container)
+        records.validate(json.loads((workdir / "results" / key / "walk.json").read_text()))
     tsv = (workdir / "results" / "index.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:5] == ["input", "scene", "name", "status", "iscc_code"]
     assert [line.split("\t")[4] for line in tsv[1:]] == [row["iscc_code"] for row in rows]
@@ -221,6 +224,35 @@ def test_added_file_runs_only_its_jobs(workspace: Path) -> None:
     write_tiff(workspace / "data" / "sub" / "new.tif", seed=9)
     assert jobs(snakemake(workspace)) == jobs_of("sub/new.tif")
     assert "sub/new.tif" in {row["input"] for row in index_rows(workspace)}
+
+
+def test_removed_file_reruns_only_the_index(workspace: Path) -> None:
+    (workspace / "data" / "a_b.tif").unlink()
+    assert jobs(snakemake(workspace)) == RUN_WIDE
+    assert "a_b.tif" not in {row["input"] for row in index_rows(workspace)}
+
+
+def test_input_inside_another_is_refused(workspace: Path) -> None:
+    output = snakemake(workspace, "-n", "--config", "inputs=[data/store.ome.zarr/.zattrs]", check=False)
+    assert "lies inside input data/store.ome.zarr" in output
+
+
+def test_failed_record_names_the_crash(tmp_path: Path) -> None:
+    """The rules' fallback when a command dies instead of recording its error."""
+    scenes, container = tmp_path / "scenes.jsonl", tmp_path / "container.json"
+    run_cli(
+        "failed-record", "hash", "--exit-status", "139", "--scenes-output", str(scenes),
+        "-o", str(container), "--", "x.czi", check=True,
+    )  # fmt: skip
+    (scene,) = json_lines(scenes.read_text())
+    record = json.loads(container.read_text())
+    for item in (scene, record):
+        records.validate(item)
+        assert item["status"] == "failed" and "status 139 (killed by SIGSEGV)" in item["error"]
+    run_cli(
+        "failed-record", "walk", "--exit-status", "1", "-o", str(tmp_path / "w.json"), "x.czi", check=True
+    )
+    records.validate(json.loads((tmp_path / "w.json").read_text()))
 
 
 def test_changed_parameter_reruns_only_the_rules_it_affects(workspace: Path) -> None:
