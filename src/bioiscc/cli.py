@@ -88,6 +88,17 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def scenes_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The repeatable --scene of the commands that work on several scenes."""
+    return click.option(
+        "--scene",
+        "scenes",
+        type=click.IntRange(min=0),
+        multiple=True,
+        help="Scene index (repeatable; default all).",
+    )(func)
+
+
 def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--progress/--no-progress",
@@ -181,13 +192,7 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
 @click.option(
     "--manifest", type=click.Path(exists=True, dir_okay=False), help="A walk manifest instead of SOURCE."
 )
-@click.option(
-    "--scene",
-    "scenes",
-    type=click.IntRange(min=0),
-    multiple=True,
-    help="Scene index (repeatable; default all).",
-)
+@scenes_option
 @click.option("--simprints", is_flag=True, help="Add per-plane simprints.")
 @click.option(
     "--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUM (ISCC:KUA…) instead of the wide one."

@@ -20,7 +20,7 @@ import click
 COMMANDS = ("extract-views", "mix", "imagecode", "views", "scenes", "thumb")
 
 from . import cli  # noqa: E402
-from .cli import EXIT_INCOMPLETE, _fail, source_options  # noqa: E402
+from .cli import EXIT_INCOMPLETE, _fail, scenes_option, source_options  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -301,13 +301,7 @@ def _records_of(path: str, read_records: Callable[[str], list[dict[str, Any]]]) 
     help="Also write each scene's view PNGs and views.json into DIR/scene-K/.",
 )
 @view_options(DEFAULT_MAX_VIEWS)
-@click.option(
-    "--scene",
-    "scenes",
-    type=click.IntRange(min=0),
-    multiple=True,
-    help="Scene index (repeatable; default all).",
-)
+@scenes_option
 @click.option(
     "--bits", type=click.Choice(BITS), default="256", show_default=True, help="ISCC-IMAGE/-MIXED bits."
 )
@@ -434,13 +428,7 @@ def _image_text(results: Sequence[dict[str, Any]]) -> str:
     help="Write each scene's view PNGs and views.json into DIR/scene-K/.",
 )
 @view_options(PREVIEW_MAX_VIEWS)
-@click.option(
-    "--scene",
-    "scenes",
-    type=click.IntRange(min=0),
-    multiple=True,
-    help="Scene index (repeatable; default all).",
-)
+@scenes_option
 @source_options
 @record_errors_option
 def views(
