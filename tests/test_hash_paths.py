@@ -88,3 +88,23 @@ def test_read_ahead_gives_the_same_code_as_the_calling_thread(monkeypatch: pytes
     here = hash_planes(iter_planes(reader))
     plain = hash_planes(list(iter_planes(reader)))  # any iterable of planes, not a walk
     assert ahead == here == plain
+
+
+def test_one_thread_means_no_read_ahead_thread(vectors_dir: Path) -> None:
+    """`--threads 1` (the workflow's truthful one-thread jobs) turns the read-ahead thread off."""
+    from bioiscc.sources import open_source
+
+    with open_source(vectors_dir / "img5d_u16.ome.tif") as source:
+        reader = source.open_scene(source.scenes()[0])
+        try:
+            assert imagewalk.readahead_planes(reader) > 0
+            imagewalk.use_threads(1)
+            assert imagewalk.readahead_planes(reader) == 0
+            imagewalk.use_threads(2)
+            assert imagewalk.readahead_planes(reader) > 0
+        finally:
+            imagewalk.use_threads(None)
+    from tests.conftest import run_cli
+
+    one = run_cli("hash", "--threads", "1", str(vectors_dir / "img5d_u16.ome.tif"), check=True).stdout
+    assert json.loads(one)["iscc_code"] == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]

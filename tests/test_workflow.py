@@ -29,7 +29,7 @@ np = pytest.importorskip("numpy")
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-PER_INPUT_RULES = ("walk", "hash")
+PER_INPUT_RULES = ("walk", "hash", "extract_views", "mix")
 RUN_WIDE = [("all", None), ("index", None)]
 
 #: input (relative to data/) -> its key (results/<key>/)
@@ -156,7 +156,7 @@ def test_first_run_codes_and_index(done: tuple[Path, str]) -> None:
     rows = index_rows(workdir)
     assert sorted({row["input"] for row in rows}) == sorted(INPUTS)
     assert all(row["status"] == "ok" and row["error"] is None for row in rows), rows
-    assert "bioiscc index: 7 inputs, 8 scenes: 8 done, 0 failed" in output
+    assert "bioiscc index: 7 inputs, 8 scenes: 8 done, 0 failed; views: 8 done, 0 failed" in output
 
     for name in INPUTS:  # the codes are those `bioiscc hash` gives for the same file
         expected = json_lines(run_cli("hash", f"data/{name}", cwd=workdir, check=True).stdout)
@@ -180,7 +180,26 @@ def test_first_run_codes_and_index(done: tuple[Path, str]) -> None:
     tsv = (workdir / "results" / "index.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:5] == ["input", "scene", "name", "status", "iscc_code"]
     assert [line.split("\t")[4] for line in tsv[1:]] == [row["iscc_code"] for row in rows]
-    assert "<table>" in (workdir / "results" / "index.html").read_text()
+    html = (workdir / "results" / "index.html").read_text()
+    assert "<table>" in html
+    assert html.count('<img src="data:image/png;base64,') == sum(row["views"] for row in rows) > 8
+
+    # the views and codes are those `bioiscc imagecode` gives (same defaults: 5 views, 256 bits)
+    for name, key in INPUTS.items():
+        expected = json_lines(run_cli("imagecode", f"data/{name}", cwd=workdir, check=True).stdout)
+        got = [row for row in rows if row["input"] == name]
+        assert [(r["iscc_mixed"], r["image_iscc_code"], r["views"], r["views_status"]) for r in got] == [
+            (e["iscc_mixed"], e["iscc_code"], len(e["views"]), "ok") for e in expected
+        ]
+        images = json_lines((workdir / "results" / key / "image.jsonl").read_text())
+        assert [[v["iscc_image"] for v in i["views"]] for i in images] == [
+            [v["iscc_image"] for v in e["views"]] for e in expected
+        ]
+        for image in images:
+            records.validate(image)
+            for view in image["views"]:  # PNG paths are relative to image.jsonl
+                png = workdir / "results" / key / view["png"]
+                assert png.read_bytes().startswith(b"\x89PNG")
 
     # nothing is written outside results/ and logs/; every job has its log and benchmark
     assert sorted(p.name for p in workdir.iterdir()) == [".snakemake", "config", "data", "logs", "results"]
@@ -253,13 +272,66 @@ def test_failed_record_names_the_crash(tmp_path: Path) -> None:
         "failed-record", "walk", "--exit-status", "1", "-o", str(tmp_path / "w.json"), "x.czi", check=True
     )
     records.validate(json.loads((tmp_path / "w.json").read_text()))
+    for kind, expected in (("views", "bioiscc.views"), ("mix", "bioiscc.image")):
+        target = tmp_path / f"{kind}.jsonl"
+        run_cli("failed-record", kind, "--exit-status", "137", "-o", str(target), "--", "x.czi", check=True)
+        (record,) = json_lines(target.read_text())
+        records.validate(record)
+        assert record["kind"] == expected and "killed by SIGKILL" in record["error"]
+    # results are as readable as any new file (not private, as a bare mkstemp would leave them)
+    assert (tmp_path / "w.json").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_changed_parameter_reruns_only_the_rules_it_affects(workspace: Path) -> None:
     output = snakemake(workspace, "--config", "simprints=True")
-    assert jobs(output) == sorted([("hash", key) for key in INPUTS.values()] + RUN_WIDE)
+    # mix reads the scene records (for the composite ISCC-CODE), so it follows hash
+    assert jobs(output) == sorted(
+        [(rule, key) for key in INPUTS.values() for rule in ("hash", "mix")] + RUN_WIDE
+    )
     scenes = json_lines((workspace / "results" / "plain.tif" / "scenes.jsonl").read_text())
     assert len(scenes[0]["simprints"]) == 2
+
+
+def extra_config(workspace: Path, text: str) -> tuple[str, str]:
+    """Options for a second config file (Snakemake's --config leaves nested values strings)."""
+    path = workspace / "config" / "extra.yaml"
+    path.write_text(text)
+    return "--configfile", str(path)
+
+
+def test_changed_view_settings_rerun_only_the_views(workspace: Path) -> None:
+    options = extra_config(workspace, "views:\n  max_views: 1\n  bits: 64\n")
+    output = snakemake(workspace, *options)
+    assert jobs(output) == sorted(
+        [(rule, key) for key in INPUTS.values() for rule in ("extract_views", "mix")] + RUN_WIDE
+    )
+    rows = index_rows(workspace)
+    assert all(row["views"] == 1 and row["iscc_mixed"].startswith("ISCC:EQA") for row in rows), rows
+    (expected,) = json_lines(
+        run_cli("imagecode", "-n", "1", "--bits", "64", "data/plain.tif", cwd=workspace, check=True).stdout
+    )
+    (row,) = [r for r in rows if r["input"] == "plain.tif"]
+    assert row["iscc_mixed"] == expected["iscc_mixed"]
+    assert jobs(snakemake(workspace, *options)) == []
+
+
+def test_views_disabled(workspace: Path) -> None:
+    shutil.rmtree(workspace / "results")
+    output = snakemake(workspace, *extra_config(workspace, "views:\n  enabled: false\n"))
+    assert jobs(output) == sorted(
+        [(rule, key) for key in INPUTS.values() for rule in ("walk", "hash")] + RUN_WIDE
+    )
+    rows = index_rows(workspace)
+    assert all(row["status"] == "ok" and row["iscc_mixed"] is None for row in rows)
+    assert all(row["views_status"] is None for row in rows)
+    assert not list((workspace / "results").glob("*/image.jsonl"))
+    assert "<img" not in (workspace / "results" / "index.html").read_text()
 
 
 def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
@@ -269,8 +341,9 @@ def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
     rows = index_rows(workspace)
     (broken,) = [row for row in rows if row["input"] == "broken.tif"]
     assert broken["status"] == "failed" and broken["iscc_code"] is None and broken["error"]
-    assert all(row["status"] == "ok" for row in rows if row["input"] != "broken.tif")
-    assert "bioiscc index: 8 inputs, 9 scenes: 8 done, 1 failed" in output
+    assert broken["views_status"] == "failed" and "corrupt or truncated TIFF" in broken["views_error"]
+    assert all(row["status"] == row["views_status"] == "ok" for row in rows if row["input"] != "broken.tif")
+    assert "bioiscc index: 8 inputs, 9 scenes: 8 done, 1 failed; views: 8 done, 1 failed" in output
     tsv = (workspace / "results" / "index.tsv").read_text()
     assert "broken.tif\t\t\tfailed" in tsv
 
@@ -325,8 +398,10 @@ rule all:
     # the failed input is retried under the prefix too, and nothing else reruns
     assert jobs(snakemake(tmp_path, snakefile=facility)) == [
         ("all", None),
+        ("bioiscc_extract_views", "broken.tif"),
         ("bioiscc_hash", "broken.tif"),
         ("bioiscc_index", None),
+        ("bioiscc_mix", "broken.tif"),
         ("bioiscc_walk", "broken.tif"),
     ]
 
@@ -365,8 +440,18 @@ def test_config_defaults_are_the_native_formats() -> None:
     assert tuple(schema["properties"]["include"]["default"]) == NATIVE_PATTERNS
     assert tuple(config["include"]) == NATIVE_PATTERNS
     defaults = {key: spec.get("default") for key, spec in schema["properties"].items()}
-    assert {key: config[key] for key in defaults if key != "views"} == {
-        key: value for key, value in defaults.items() if key != "views"
+    defaults["views"] = {
+        key: spec["default"] for key, spec in schema["properties"]["views"]["properties"].items()
+    }
+    assert {key: config[key] for key in defaults} == defaults
+    # the workflow's views are those of `bioiscc imagecode` with its defaults
+    from bioiscc.cli_views import DEFAULT_MAX_VIEWS, STRATEGIES
+
+    assert config["views"] == {
+        "enabled": True,
+        "strategies": list(STRATEGIES),
+        "max_views": DEFAULT_MAX_VIEWS,
+        "bits": 256,
     }
 
 

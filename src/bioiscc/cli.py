@@ -99,6 +99,26 @@ def scenes_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def threads_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--threads: 1 reads and hashes in turn on one core; more overlap reading with hashing."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        from .imagewalk import use_threads
+
+        use_threads(value)
+        return value
+
+    return click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        callback=apply,
+        expose_value=False,
+        help="Threads to use: 1 reads and hashes in turn (one core); 2 or more read the next "
+        "planes while hashing (default: 2).",
+    )(func)
+
+
 def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--progress/--no-progress",
@@ -199,6 +219,7 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
 )
 @source_options
 @output_options
+@threads_option
 @progress_option
 def hash_command(
     source: str | None,
@@ -276,6 +297,7 @@ def _load_manifest(path: str) -> dict[str, Any]:
 @click.option("--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUMs instead of wide ones.")
 @source_options
 @output_options
+@threads_option
 @progress_option
 def biocode(
     source: str,

@@ -8,6 +8,7 @@ failure into a failed record and exit 0. Heavy imports happen inside the command
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import click
 COMMANDS = ("extract-views", "mix", "imagecode", "views", "scenes", "thumb")
 
 from . import cli  # noqa: E402
-from .cli import EXIT_INCOMPLETE, _fail, scenes_option, source_options  # noqa: E402
+from .cli import EXIT_INCOMPLETE, _fail, scenes_option, source_options, threads_option  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -238,7 +239,8 @@ def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, 
     """ISCC-IMAGE of each view of VIEWS_JSON, the scene's ISCC-MIXED, and with --sum its ISCC-CODE.
 
     VIEWS_JSON is a views.json, or the JSON Lines of `views -o DIR` saved in DIR (one scene a line):
-    one bioiscc.image record per views record (JSON Lines). PNG paths are relative to its folder.
+    one bioiscc.image record per views record (JSON Lines). PNG paths in VIEWS_JSON are relative to
+    its folder; in the output, to the folder of -o FILE (to VIEWS_JSON's folder on stdout).
     """
     _require_view_libraries()
     from .errors import InputError
@@ -267,6 +269,8 @@ def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, 
                 views_json, format=None, reader=None, info=None, bits=int(bits), error=exc.cause
             )
         ]
+    if output is not None:
+        _rebase_pngs(results, Path(views_json).parent, Path(output).parent)
     source = str(results[0].get("source") or views_json)
     _conclude(
         shown(source),
@@ -275,6 +279,14 @@ def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, 
         record_errors,
         lambda: write_text(render(results, lines=True), output),
     )
+
+
+def _rebase_pngs(results: list[dict[str, Any]], origin: Path, target: Path) -> None:
+    """Make the PNG paths of image records, relative to `origin`, relative to `target` instead."""
+    for record in results:
+        for view in record.get("views") or []:
+            if view.get("png"):
+                view["png"] = Path(os.path.relpath(origin / view["png"], target)).as_posix()
 
 
 def _records_of(path: str, read_records: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -309,6 +321,7 @@ def _records_of(path: str, read_records: Callable[[str], list[dict[str, Any]]]) 
 @click.option("--text", is_flag=True, help="Print for people instead of JSON Lines.")
 @source_options
 @record_errors_option
+@threads_option
 def imagecode(
     source: str,
     output_dir: str | None,

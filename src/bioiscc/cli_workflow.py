@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import click
 
-from .cli import _fail, _finish, _load_manifest, _scene_failures, main, output_options
+from .cli import _fail, _finish, _load_manifest, _scene_failures, main, output_options, threads_option
 
 #: columns of results/index.tsv, in order (index.jsonl rows carry the same keys)
 INDEX_FIELDS = (
@@ -34,6 +34,8 @@ INDEX_FIELDS = (
     "data_code",
     "instance_code",
     "datahash",
+    "iscc_mixed",
+    "image_iscc_code",
     "format",
     "reader",
     "dtype",
@@ -42,6 +44,9 @@ INDEX_FIELDS = (
     "bytes",
     "file_iscc_code",
     "error",
+    "views",
+    "views_status",
+    "views_error",
     "container",
 )
 
@@ -64,6 +69,7 @@ INDEX_FIELDS = (
 )
 @click.option("--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUMs instead of wide ones.")
 @output_options
+@threads_option
 def container(
     manifest: str,
     scenes_output: str | None,
@@ -144,6 +150,12 @@ def container(
     help="Name inputs under this directory by their path relative to it.",
 )
 @click.option(
+    "--images",
+    metavar="NAME",
+    help="Add each scene's ISCC-MIXED, composite ISCC-CODE and views from the image records "
+    "(`bioiscc mix` JSON Lines) in the file NAME beside each container.",
+)
+@click.option(
     "--retry-marker",
     metavar="NAME",
     help="For each container with a failed scene, write a new token into the file NAME beside it "
@@ -156,14 +168,17 @@ def index(
     jsonl: str | None,
     html_path: str | None,
     base: str | None,
+    images: str | None,
     retry_marker: str | None,
 ) -> None:
     """One row per scene of the given biocode containers, and a summary line on stderr.
 
     Columns: input, scene, name, status, the scene's codes (iscc_code, data_code, instance_code,
-    datahash), format, reader, dtype, dims, planes, bytes, file_iscc_code (the raw-bytes ISCC-SUM),
-    error, container. An input that could not be read at all gives one failed row without a scene.
-    Rows are sorted by input, then scene.
+    datahash), with --images its iscc_mixed and image_iscc_code (ISCC-MIXED + Data + Instance),
+    format, reader, dtype, dims, planes, bytes, file_iscc_code (the raw-bytes ISCC-SUM), error,
+    with --images the number of views, views_status and views_error, and container. An input that
+    could not be read at all gives one failed row without a scene. Rows are sorted by input, then
+    scene; the HTML table shows each scene's views beside its codes.
     """
     from .output import dumps, read_records, write_text
 
@@ -178,18 +193,20 @@ def index(
         except (OSError, ValueError) as exc:
             _fail(f"{path}: not a biocode container ({exc})")
         these = list(index_rows(record, path, base))
+        if images is not None:
+            add_images(these, Path(path).parent / images)
         rows.extend(these)
-        if any(row["status"] != "ok" for row in these):
+        if any(row["status"] != "ok" or row["views_status"] == "failed" for row in these):
             failed_inputs.append(path)
     rows.sort(key=lambda row: (row["input"], -1 if row["scene"] is None else row["scene"]))
 
-    summary = summary_line(rows, len(paths))
+    summary = summary_line(rows, len(paths), with_views=images is not None)
     if tsv is not None:
         write_text(render_tsv(rows), tsv)
     if html_path is not None:
         write_text(render_html(rows, summary), html_path)
     if jsonl is not None or (tsv is None and html_path is None):
-        write_text("".join(dumps(row) + "\n" for row in rows), jsonl)
+        write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
     if retry_marker:
         token = f"{time.time_ns()}\n"
         for path in failed_inputs:
@@ -236,6 +253,41 @@ def index_rows(record: dict[str, Any], path: str, base: str | None) -> Iterator[
         )
 
 
+def add_images(rows: list[dict[str, Any]], path: Path) -> None:
+    """Add the codes and views of the image records in `path` to the rows of their scenes."""
+    from .output import read_records
+
+    try:
+        records = read_records(str(path))
+    except FileNotFoundError:
+        records, missing = [], "no image record (views not made)"
+    except (OSError, ValueError) as exc:
+        records, missing = [], f"{path}: not an image record ({exc})"
+    else:
+        missing = "no image record for this scene"
+    by_scene = {(r.get("scene") or {}).get("index"): r for r in records}
+    whole = by_scene.get(None)  # the input's views failed as a whole
+    for row in rows:
+        record = by_scene.get(row["scene"], whole)
+        if record is None:
+            row.update(views_status="failed", views_error=missing)
+            continue
+        views = record.get("views") or []
+        row.update(
+            iscc_mixed=record.get("iscc_mixed"),
+            image_iscc_code=record.get("iscc_code"),
+            views=len(views),
+            views_status=record.get("status"),
+            views_error=record.get("error"),
+            _pngs=[(v.get("id"), path.parent / v["png"]) for v in views if v.get("png")],
+        )
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without its private keys (those starting with _, for the HTML table)."""
+    return {key: value for key, value in row.items() if not key.startswith("_")}
+
+
 def _row(common: dict[str, Any], **values: Any) -> dict[str, Any]:
     row = dict.fromkeys(INDEX_FIELDS)
     row.update(common)
@@ -274,41 +326,68 @@ def _tsv_value(value: Any) -> str:
     return str(value)
 
 
-def summary_line(rows: list[dict[str, Any]], inputs: int) -> str:
+def summary_line(rows: list[dict[str, Any]], inputs: int, with_views: bool = False) -> str:
     done = sum(row["status"] == "ok" for row in rows)
-    return f"bioiscc index: {inputs} inputs, {len(rows)} scenes: {done} done, {len(rows) - done} failed"
+    line = f"bioiscc index: {inputs} inputs, {len(rows)} scenes: {done} done, {len(rows) - done} failed"
+    if with_views:
+        views_done = sum(row["views_status"] == "ok" for row in rows)
+        line += f"; views: {views_done} done, {len(rows) - views_done} failed"
+    return line
 
 
-#: the columns the HTML table shows (the TSV and JSON Lines have all of them)
+#: the columns the HTML table shows (the TSV and JSON Lines have all of them); "views" holds the
+#: view thumbnails and the error column also shows views_error
 HTML_FIELDS = (
     "input",
     "scene",
     "name",
     "status",
     "iscc_code",
+    "iscc_mixed",
+    "views",
     "format",
     "dtype",
     "dims",
     "file_iscc_code",
     "error",
 )
+#: columns in a fixed-width font
+CODE_FIELDS = frozenset({"iscc_code", "iscc_mixed", "file_iscc_code"})
+#: longest side of a view thumbnail in the HTML table, in pixels
+THUMB_PIXELS = 64
+#: thumbnails embedded in one HTML table at most (each about 3 KB); later scenes show a count
+THUMB_BUDGET = 3000
 
 
 def render_html(rows: Iterable[dict[str, Any]], summary: str) -> str:
-    """A self-contained HTML page with one table row per scene."""
+    """A self-contained HTML page with one table row per scene, views as embedded thumbnails."""
     from html import escape
 
-    head = "".join(f"<th>{escape(field)}</th>" for field in HTML_FIELDS)
+    rows = list(rows)
+    with_views = any(row["views_status"] is not None for row in rows)
+    fields = [f for f in HTML_FIELDS if with_views or f not in ("iscc_mixed", "views")]
+    budget = [THUMB_BUDGET]
+
+    def cell(row: dict[str, Any], field: str) -> str:
+        if field == "views":
+            return _thumbnails(row, budget)
+        value = row[field]
+        if field == "error" and row["views_error"]:
+            value = "; ".join(filter(None, [value, f"views: {row['views_error']}"]))
+        css = ' class="code"' if field in CODE_FIELDS else ""
+        return f"<td{css}>{escape(_tsv_value(value))}</td>"
+
+    head = "".join(f"<th>{escape(field)}</th>" for field in fields)
     body = "".join(
-        f'<tr class="{escape(row["status"])}">'
-        + "".join(f"<td>{escape(_tsv_value(row[field]))}</td>" for field in HTML_FIELDS)
-        + "</tr>\n"
+        f'<tr class="{escape(_row_state(row))}">' + "".join(cell(row, f) for f in fields) + "</tr>\n"
         for row in rows
     )
     style = (
         "body{font-family:sans-serif;font-size:13px;color:#222;background:#fff}"
-        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}"
-        "td:nth-child(5),td:nth-child(9){font-family:monospace}tr.failed{background:#fde8e8}"
+        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;"
+        "vertical-align:top}td.code{font-family:monospace;word-break:break-all;max-width:28em}"
+        "td.views img{margin:0 2px 2px 0;image-rendering:pixelated;background:#000}"
+        "tr.failed{background:#fde8e8}"
     )
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>bioiscc index</title>'
@@ -317,20 +396,64 @@ def render_html(rows: Iterable[dict[str, Any]], summary: str) -> str:
     )
 
 
+def _row_state(row: dict[str, Any]) -> str:
+    return "failed" if row["status"] != "ok" or row["views_status"] == "failed" else "ok"
+
+
+def _thumbnails(row: dict[str, Any], budget: list[int]) -> str:
+    """The row's views as <img> tags with data URIs, while the table's budget lasts."""
+    from html import escape
+
+    pngs = row.get("_pngs") or []
+    tags = []
+    for view_id, path in pngs:
+        if budget[0] <= 0:
+            break
+        uri = _thumbnail_uri(path)
+        if uri is None:
+            continue
+        budget[0] -= 1
+        name = escape(str(view_id))
+        tags.append(f'<img src="{uri}" alt="{name}" title="{name}">')
+    if len(tags) < len(pngs):
+        tags.append(f"<span>({len(pngs) - len(tags)} more not shown)</span>")
+    return f'<td class="views">{"".join(tags)}</td>'
+
+
+def _thumbnail_uri(path: Path) -> str | None:
+    """A small PNG of the view as a data URI; None when the PNG cannot be read."""
+    import base64
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((THUMB_PIXELS, THUMB_PIXELS), Image.Resampling.BOX)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", optimize=True)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 @main.command(name="failed-record", hidden=True)
-@click.argument("kind", type=click.Choice(["walk", "hash"]))
+@click.argument("kind", type=click.Choice(["walk", "hash", "views", "mix"]))
 @click.argument("source")
 @click.option("--exit-status", type=int, required=True, help="The exit status of the command that failed.")
 @click.option(
     "--scenes-output", type=click.Path(dir_okay=False, writable=True), help="(hash) The scene record."
 )
+@click.option("--bits", type=click.Choice(["256", "64"]), default="256", help="(mix) The code bits.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
-def failed_record(kind: str, source: str, exit_status: int, scenes_output: str | None, output: str) -> None:
+def failed_record(
+    kind: str, source: str, exit_status: int, scenes_output: str | None, bits: str, output: str
+) -> None:
     """Write the failed records of SOURCE that KIND would have written with --record-errors.
 
     The workflow's fallback for a command that crashed instead of recording its error (a reader
     killed by a signal, say): `walk` writes the walk manifest; `hash` the container and, with
-    --scenes-output, the scene record.
+    --scenes-output, the scene record; `views` a views record and `mix` an image record (JSON Lines).
     """
     from . import api, records
     from .output import render, write_text
@@ -338,6 +461,18 @@ def failed_record(kind: str, source: str, exit_status: int, scenes_output: str |
     error = f"bioiscc exited with status {exit_status}{_signal_note(exit_status)}; see the {kind} log"
     if kind == "walk":
         write_text(render([api.failed_walk(source, error)], lines=False), output)
+        return
+    if kind in ("views", "mix"):
+        from .views import records as view_records
+
+        failed = (
+            view_records.views_record(source, format=None, reader=None, info=None, error=error)
+            if kind == "views"
+            else view_records.image_record(
+                source, format=None, reader=None, info=None, bits=int(bits), error=error
+            )
+        )
+        write_text(render([failed], lines=True), output)
         return
     if scenes_output is not None:
         failed = records.scene_record(source, format=None, reader=None, info=None, error=error)

@@ -10,7 +10,8 @@ Two optional reader attributes make it fast; the stream is the same with or with
 - `readahead_planes: int`: planes the walk may read and convert in a background thread while the
   caller hashes. Reading, decompressing and byte-swapping release the GIL, so on two cores they
   overlap the hash. Readers without it are read in the calling thread (their libraries are not
-  known to be thread-safe). `BIOISCC_READAHEAD=0` turns the thread off.
+  known to be thread-safe). `BIOISCC_READAHEAD=0`, or `use_threads(1)` (the commands' `--threads 1`),
+  turns the thread off, so that a job that declares one thread uses one core.
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
 
@@ -92,9 +93,19 @@ class PlaneWalk(Iterator[Plane]):
         return read_ahead(chunks, depth) if depth else chunks
 
 
+#: threads a walk may use (None: as many as help, today 2); set by use_threads
+_thread_budget: int | None = None
+
+
+def use_threads(threads: int | None) -> None:
+    """Limit the threads of later walks in this process: 1 reads and hashes in turn."""
+    global _thread_budget
+    _thread_budget = threads
+
+
 def readahead_planes(reader: SceneReader) -> int:
     """Planes to prepare in a background thread: what the reader allows, 0 when turned off."""
-    if os.environ.get("BIOISCC_READAHEAD", "1") == "0":
+    if os.environ.get("BIOISCC_READAHEAD", "1") == "0" or _thread_budget == 1:
         return 0
     return max(0, int(getattr(reader, "readahead_planes", 0)))
 

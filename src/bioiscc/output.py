@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -29,18 +30,32 @@ def write_text(text: str, target: str | os.PathLike[str] | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    write_atomically(text.encode("utf-8"), target)
+
+
+def write_atomically(data: bytes, target: str | os.PathLike[str]) -> None:
+    """Replace `target` with `data` so that a reader never sees half a file."""
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        # mkstemp makes the file private (0600); a result should be as readable as any new file.
+        os.fchmod(handle, 0o666 & ~_umask())
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

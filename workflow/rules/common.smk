@@ -203,6 +203,19 @@ def all_containers(wildcards):
     return [f"results/{key}/container.json" for key in INPUTS]
 
 
+def all_images(wildcards):
+    """The image records (views, ISCC-MIXED) of every input, when views are enabled."""
+    if not config["views"]["enabled"]:
+        return []
+    return [f"results/{key}/image.jsonl" for key in INPUTS]
+
+
+def view_options(settings):
+    """The options of `bioiscc views` from the config's views section."""
+    strategies = " ".join(f"-s {name}" for name in settings["strategies"])
+    return f"-n {settings['max_views']} {strategies}"
+
+
 def flags(**options):
     """Command-line flags from boolean options: flags(simprints=True) -> "--simprints"."""
     return " ".join(f"--{name.replace('_', '-')}" for name, on in options.items() if on)

@@ -1,6 +1,7 @@
 # Per input, two jobs: walk (its scenes and their geometry) and hash (every scene's ISCC-SUM, and
 # the input's container with the raw-bytes ISCC-SUM, in one process). Never a job per scene: each
-# job pays the start-up of Python and of the reader (about 1.5 s for bioio) once.
+# job pays the start-up of Python and of the reader (about 1.5 s for bioio) once. The threads are
+# truthful: with one thread, hash reads and hashes in turn (--threads 1, no read-ahead thread).
 
 
 rule walk:
@@ -58,7 +59,7 @@ rule hash:
         ),
     shell:
         "(bioiscc container --manifest {input.walk:q} --scenes-output {output.scenes:q}"
-        " --record-errors {params.options} -o {output.container:q}"
+        " --record-errors {params.options} --threads {threads} -o {output.container:q}"
         " || bioiscc failed-record hash --exit-status $? --scenes-output {output.scenes:q}"
         " -o {output.container:q} -- {params.source:q})"
         " 2> {log:q}"

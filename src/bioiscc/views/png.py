@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..output import write_atomically
 
 #: Pillow modes a view PNG may have: 8-bit gray, 8-bit RGB.
 VIEW_MODES = ("L", "RGB")
@@ -26,16 +26,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def write_png(image: np.ndarray, path: Path) -> None:
     """Write a PNG atomically: a reader never sees half a file."""
-    data = encode_png(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(encode_png(image), path)
 
 
 def read_png(path: Path) -> np.ndarray:
