@@ -103,6 +103,19 @@ class ChunkedArrayScene:
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         return self._plane(t, c, z, extra, reuse=False)
 
+    @property
+    def chunk_rows(self) -> int | None:
+        """Rows per stored chunk (per shard, for sharded arrays: the unit that is decoded)."""
+        chunks = getattr(self.array, "shards", None) or getattr(self.array, "chunks", None)
+        return int(chunks[self.axes.index("Y")]) if chunks else None
+
+    def read_rows(self, t: int, c: int, z: int, extra: tuple[int, ...], y0: int, y1: int) -> np.ndarray:
+        """Rows y0..y1 of a plane as (rows, X, S), sliced from the array (bypasses the block cache)."""
+        try:
+            return slice_rows(self.array, self.axes, self._position(t, c, z, extra), y0, y1)
+        except Exception as exc:
+            raise SceneError(f"rows {y0}-{y1} of plane t={t} c={c} z={z}: {describe(exc)}") from exc
+
     def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         """Like `read`, but an evicted block's memory may be decoded into (valid until the next call)."""
         return self._plane(t, c, z, extra, reuse=True)
@@ -191,3 +204,19 @@ def _zarr_buffer(array: Any, spare: np.ndarray) -> Any | None:
     except ImportError:
         return None
     return cpu.NDBuffer.from_numpy_array(spare) if isinstance(array, zarr.Array) else None
+
+
+def slice_rows(array: Any, axes: Sequence[str], position: dict[str, int], y0: int, y1: int) -> np.ndarray:
+    """Rows y0..y1 of the plane of `array` at `position` (a missing axis at 0), as (rows, X, S)."""
+    selection: list[int | slice] = []
+    for axis in axes:
+        if axis == "Y":
+            selection.append(slice(y0, y1))
+        elif axis in ("X", "S"):
+            selection.append(slice(None))
+        else:
+            selection.append(position.get(axis, 0))
+    rows = np.asarray(array[tuple(selection)])
+    kept = [a for a in axes if a in PLANE_AXES]
+    rows = np.transpose(rows, [kept.index(a) for a in PLANE_AXES if a in kept])
+    return rows if rows.ndim == 3 else rows[:, :, np.newaxis]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError, MissingPluginError, SceneError, describe, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims
-from .arrays import PLANE_AXES, ChunkedArrayScene, split_axes
+from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -158,9 +158,37 @@ class PageScene:
         self.extra_axes = list(info.extra_dims)
         self.decoded_bytes = 0
         self.buffer: np.ndarray | None = None
+        self._rows_view: Any = None  # tifffile's zarr view of the series, opened for read_rows
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         return self._read(self._page(t, c, z, extra), None)
+
+    def _zarr_view(self) -> Any:
+        if self._rows_view is None:
+            import zarr
+
+            self._rows_view = zarr.open_array(self.series.aszarr(level=0), mode="r")
+        return self._rows_view
+
+    @property
+    def chunk_rows(self) -> int | None:
+        """Rows per stored strip or tile (what tifffile decodes at a time)."""
+        try:
+            return int(self._zarr_view().chunks[list(self.series.axes).index("Y")])
+        except Exception:  # no zarr view of this series: read_rows reads whole pages
+            return None
+
+    def read_rows(self, t: int, c: int, z: int, extra: tuple[int, ...], y0: int, y1: int) -> np.ndarray:
+        """Rows y0..y1 of a plane as (rows, X, S), decoding only the strips or tiles they lie in."""
+        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_axes, extra, strict=True))}
+        try:
+            view = self._zarr_view()
+        except Exception:
+            return self.read(t, c, z, extra)[y0:y1]
+        try:
+            return slice_rows(view, list(self.series.axes), position, y0, y1)
+        except Exception as exc:
+            raise SceneError(f"rows {y0}-{y1} of plane t={t} c={c} z={z}: {describe(exc)}") from exc
 
     def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         """Like `read`, decoded into one reused buffer (valid until the next call)."""

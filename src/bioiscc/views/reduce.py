@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -229,58 +228,14 @@ def bands(height: int, step: int) -> Iterator[tuple[int, int]]:
 def row_source(reader: SceneReader, t: int, c: int, z: int, extra: tuple[int, ...]) -> RowSource | None:
     """A way to read rows of one stored plane without reading it whole, or None.
 
-    A reader may offer `read_rows(t, c, z, extra, y0, y1) -> (rows, X, S)` (and `chunk_rows`). The
-    array-backed readers of bioiscc (OME-Zarr, and TIFF through tifffile's chunked view) are read by
-    slicing their array; a page-per-plane TIFF is sliced through tifffile's zarr view of the series.
-    Other readers (bioio plugins) have no row access: callers then fall back to `read()`.
+    Readers offer it as the optional `read_rows(t, c, z, extra, y0, y1) -> (rows, X, S)` with
+    `chunk_rows` (bioiscc.scene.SceneReader): OME-Zarr and TIFF do. Other readers (bioio plugins)
+    have no row access: callers then fall back to `read()`.
     """
     method = getattr(reader, "read_rows", None)
-    if callable(method):
-        return RowSource(lambda y0, y1: method(t, c, z, extra, y0, y1), getattr(reader, "chunk_rows", None))
-    array_axes = _array_and_axes(reader)
-    if array_axes is None:
+    if not callable(method):
         return None
-    array, axes = array_axes
-    position = {"T": t, "C": c, "Z": z, **dict(zip(_extra_names(axes), extra, strict=True))}
-    chunks = getattr(array, "shards", None) or getattr(array, "chunks", None)
-    chunk_rows = int(chunks[axes.index("Y")]) if chunks else None
-    return RowSource(lambda y0, y1: slice_rows(array, axes, position, y0, y1), chunk_rows)
-
-
-def _extra_names(axes: list[str]) -> list[str]:
-    return [a for a in axes if a not in ("T", "C", "Z", "Y", "X", "S")]
-
-
-def _array_and_axes(reader: SceneReader) -> tuple[Any, list[str]] | None:
-    from ..sources.arrays import ChunkedArrayScene
-
-    if isinstance(reader, ChunkedArrayScene):
-        return reader.array, list(reader.axes)
-    from ..sources.tiff import PageScene
-
-    if isinstance(reader, PageScene):
-        try:
-            import zarr
-
-            return zarr.open_array(reader.series.aszarr(level=0), mode="r"), list(reader.series.axes)
-        except Exception:
-            return None
-    return None
-
-
-def slice_rows(array: Any, axes: list[str], position: dict[str, int], y0: int, y1: int) -> np.ndarray:
-    selection: list[int | slice] = []
-    for axis in axes:
-        if axis == "Y":
-            selection.append(slice(y0, y1))
-        elif axis in ("X", "S"):
-            selection.append(slice(None))
-        else:
-            selection.append(position.get(axis, 0))
-    rows = np.asarray(array[tuple(selection)])
-    kept = [a for a in axes if a in ("Y", "X", "S")]
-    rows = np.transpose(rows, [kept.index(a) for a in ("Y", "X", "S") if a in kept])
-    return rows if rows.ndim == 3 else rows[:, :, np.newaxis]
+    return RowSource(lambda y0, y1: method(t, c, z, extra, y0, y1), getattr(reader, "chunk_rows", None))
 
 
 # --- the 32 x 32 reduction --------------------------------------------------------------------

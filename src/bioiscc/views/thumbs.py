@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..scene import SceneInfo, Source
+from ..sources.arrays import slice_rows
 from .extract import bin_stored_plane
 from .normalize import composite, stretch_of, to_uint8
-from .reduce import Grid, bin_plane, slice_rows
+from .reduce import Grid, bin_plane
 from .select import COMPOSITE_CHANNELS
 
 THUMB_SIDE = 512
