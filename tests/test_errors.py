@@ -51,6 +51,20 @@ def make_truncated_ome_tiff(tmp: Path, vectors: Path) -> Path:
     return truncate(vectors / "img5d_u16.ome.tif", tmp / "truncated.ome.tif")
 
 
+def make_truncated_dv(tmp: Path, vectors: Path) -> Path:
+    bundled = Path(__file__).resolve().parent.parent / "resources" / "sample-data" / "dv" / "toxo.dv"
+    return truncate(bundled, tmp / "truncated.dv", keep=0.6)
+
+
+def make_truncated_lif(tmp: Path, vectors: Path) -> Path:
+    import numpy as np
+
+    from tests.test_dv_lif import write_lif
+
+    path = write_lif(tmp / "whole.lif", "ZYX", (3, 16, 16), np.uint8, lambda i: np.full((16, 16), i))
+    return truncate(path, tmp / "truncated.lif", keep=0.9)
+
+
 def make_not_zarr(tmp: Path, vectors: Path) -> Path:
     path = tmp / "folder.zarr"
     path.mkdir()
@@ -89,6 +103,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "random bytes .ome.tif": (make_random(".ome.tif"), "not a readable TIFF"),
     "unsupported suffix": (make_random(".xyz"), "unsupported format"),
     "truncated OME-TIFF": (make_truncated_ome_tiff, "truncated TIFF"),
+    "truncated DV": (make_truncated_dv, "truncated or corrupt DV file"),
+    "truncated LIF": (make_truncated_lif, "truncated LIF file"),
     "directory, not a store": (make_not_zarr, "not a Zarr store"),
     "invalid JSON (zarr v2)": (make_bad_json_v2, "invalid Zarr metadata"),
     "invalid JSON (zarr v3)": (make_bad_json_v3, "invalid Zarr metadata"),
@@ -196,7 +212,16 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
 
 
 @pytest.mark.samples
-@pytest.mark.parametrize("name", ["czi/CellDivision_T3_Z5_CH2_X240_Y170.czi", "nd2/example-zstack.nd2"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "czi/CellDivision_T3_Z5_CH2_X240_Y170.czi",
+        "nd2/example-zstack.nd2",
+        "dv/toxo.dv",
+        "lif/testdata_2channel_xz.lif",
+        "lif/PR2729_frameOrderCombinedScanTypes.lif",
+    ],
+)
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
 def test_truncated_vendor_files(name: str, keep: float, tmp_path: Path) -> None:
     source = require_samples() / name

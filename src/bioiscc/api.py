@@ -54,11 +54,7 @@ def opened(location: PathLike, source: str = "auto", reader: str = "native") -> 
 
 def source_kind_of(src: Source) -> str:
     """The `--source` value that reopens this source the same way."""
-    from .sources.bioio_file import BioioSource
-
-    if isinstance(src, BioioSource):
-        return "bioformats" if src.plugin == "bioformats" else "bioio"
-    return src.format if src.format in ("ome-zarr", "omero") else "tiff"
+    return src.kind
 
 
 def _list_scenes(src: Source) -> list[SceneInfo]:

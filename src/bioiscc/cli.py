@@ -59,7 +59,8 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(READERS),
         default="native",
         show_default=True,
-        help="native: bioio plugins, tifffile, zarr. bioformats: Bio-Formats (needs Java, opt-in).",
+        help="native: tifffile, zarr, liffile, mrc, bioio plugins (CZI, ND2). bioformats: Bio-Formats "
+        "(needs Java, opt-in).",
     )(func)
     func = click.option(
         "--source",

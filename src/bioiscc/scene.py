@@ -88,6 +88,9 @@ class Source(ABC):
     location: str
     #: short format name recorded in the walk manifest ("czi", "ome-tiff", "ome-zarr", ...)
     format: str
+    #: the `--source` value that opens this input the same way again ("tiff", "ome-zarr", "bioio",
+    #: "omero"; "bioformats" for --reader bioformats), recorded in the walk manifest
+    kind: str
 
     @property
     @abstractmethod

@@ -1,11 +1,15 @@
 """Sources: open a path or URI as the right `Source`, by its form or as the user says.
 
-| source     | what                                   | library               |
-| ---------- | -------------------------------------- | --------------------- |
-| `tiff`     | TIFF, OME-TIFF                          | tifffile              |
-| `ome-zarr` | OME-Zarr store (directory)              | zarr                  |
-| `bioio`    | CZI, ND2, LIF, DV (and TIFF on request) | bioio reader plugins  |
-| `omero`    | omero:// image or fileset URI           | omero-py (Blitz API)  |
+| source     | what                                    | library                                  |
+| ---------- | --------------------------------------- | ---------------------------------------- |
+| `tiff`     | TIFF, OME-TIFF                          | tifffile                                 |
+| `ome-zarr` | OME-Zarr store (directory)              | zarr                                     |
+| `bioio`    | CZI, ND2 (and TIFF on request)          | bioio reader plugins                     |
+|            | LIF                                     | liffile (mosaics: bioio-lif, stitched)   |
+|            | DV                                      | mrc (header), positioned plane reads     |
+| `omero`    | omero:// image or fileset URI           | omero-py (Blitz API)                     |
+
+The `bioio` kind is the vendor files, each opened by its suffix.
 
 `--reader bioformats` reads any file through Bio-Formats instead (opt-in: it needs Java).
 """
@@ -103,9 +107,7 @@ def open_source(location: str | os.PathLike[str], source: str = "auto", reader: 
             raise InputError(location, "an OME-Zarr store is a directory")
         return OmeZarrSource(location, path)
     if kind == "bioio":
-        from .bioio_file import BioioSource
-
-        return BioioSource(location, path, bioio_plugin(path))
+        return open_vendor_file(location, path)
     if kind == "not-zarr":
         raise InputError(location, "a directory that is not a Zarr store (no .zgroup, .zattrs or zarr.json)")
     raise InputError(
@@ -113,3 +115,19 @@ def open_source(location: str | os.PathLike[str], source: str = "auto", reader: 
         f"unsupported format '{path.suffix or path.name}' (native: TIFF, OME-TIFF, OME-Zarr, CZI, ND2, "
         "LIF, DV; others with --reader bioformats)",
     )
+
+
+def open_vendor_file(location: str, path: Path) -> Source:
+    """A CZI, ND2, LIF or DV file (or a TIFF through bioio), by its suffix."""
+    plugin = bioio_plugin(path)
+    if plugin == "dv":
+        from .dv import DvSource
+
+        return DvSource(location, path)
+    if plugin == "lif":
+        from .lif import LifSource
+
+        return LifSource(location, path)
+    from .bioio_file import BioioSource
+
+    return BioioSource(location, path, plugin)

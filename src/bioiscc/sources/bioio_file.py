@@ -1,4 +1,8 @@
-"""Files read by bioio reader plugins: CZI, ND2, LIF, DV (native) and, on request, Bio-Formats.
+"""Files read by bioio reader plugins: CZI, ND2, LIF mosaics (native) and, on request, Bio-Formats.
+
+DV and LIF files are read plane by plane by their own modules (`dv`, with mrc; `lif`, with liffile);
+a LIF mosaic scene comes here to be stitched by bioio-lif. The bioio-dv and bioio-lif plugins stay
+usable through this class (`BioioSource(location, path, "dv")`), for comparisons.
 
 What the plugins return was checked against independent readers on real files (see
 shared/samples/READERS.md); the paths used here are the ones that return the true pixels:
@@ -24,7 +28,8 @@ import numpy as np
 from ..errors import InputError, MissingPluginError, SceneError, describe
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 
-# format -> (plugin module, pip package, bioiscc extra)
+# format -> (plugin module, pip package, bioiscc extra); "lif" is used for LIF mosaics, "dv" only to
+# compare with bioio-dv (DV files are read by sources.dv, and the dv extra no longer installs it)
 PLUGINS: Mapping[str, tuple[str, str, str]] = {
     "czi": ("bioio_czi", "bioio-czi", "czi"),
     "nd2": ("bioio_nd2", "bioio-nd2", "nd2"),
@@ -57,6 +62,7 @@ class BioioSource(Source):
         self.path = path
         self.plugin = plugin
         self.format = plugin
+        self.kind = "bioformats" if plugin == "bioformats" else "bioio"
         reader_class = load_reader_class(location, plugin)
         if plugin == "bioformats":
             from .bioformats import BioformatsSetupError, configure_offline
@@ -83,14 +89,15 @@ class BioioSource(Source):
         return f"{self._module} {version(PLUGINS[self.plugin][1])}"
 
     def scenes(self) -> list[SceneInfo]:
-        return [self._describe(index, str(name)) for index, name in enumerate(self._scene_ids)]
+        return [self.describe_scene(index, str(name)) for index, name in enumerate(self._scene_ids)]
 
     def _select(self, index: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.reader.set_scene(index)
 
-    def _describe(self, index: int, name: str) -> SceneInfo:
+    def describe_scene(self, index: int, name: str) -> SceneInfo:
+        """The geometry of one scene (an error record when the reader cannot give it)."""
         try:
             self._select(index)
             layout = _Layout.of(self.reader)

@@ -522,6 +522,7 @@ class OmeroSource(Source):
     """An OMERO image or fileset; connects on opening, lists scenes from metadata only."""
 
     format = "omero"
+    kind = "omero"
 
     def __init__(self, location: str) -> None:
         self.uri = parse_uri(location)

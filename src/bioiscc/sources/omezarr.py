@@ -42,6 +42,7 @@ def _ome_attrs(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
 
 class OmeZarrSource(Source):
     format = "ome-zarr"
+    kind = "ome-zarr"
 
     def __init__(self, location: str, path: Path) -> None:
         try:

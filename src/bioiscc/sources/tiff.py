@@ -23,6 +23,8 @@ TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", "
 
 
 class TiffSource(Source):
+    kind = "tiff"
+
     def __init__(self, location: str, path: Path) -> None:
         try:
             import tifffile

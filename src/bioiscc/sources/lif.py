@@ -1,0 +1,234 @@
+"""Leica LIF files read with liffile, one stored frame (plane) per read.
+
+Scenes are liffile's images, in its order, named by their path in the image tree (as bioio-lif,
+which is built on liffile, names them). A plane is read with `LifImage.frame`: one seek and one read
+of that plane's bytes, so a walk holds a plane, whatever the size of the scene.
+
+- **The stored frame is the plane.** Its two innermost stored dimensions (other than C and S) are
+  walked as Y and X. In an XZ or XT scan the frame is (Z, X) or (T, X): its vertical axis is walked
+  as Y and the image's own Y, if it has one, takes that axis's name (a Y series of XZ frames walks
+  as Z). This is what Bio-Formats shows, and so what an OME-TIFF export of such a file holds.
+- **Other Leica dimensions are extra dimensions** under liffile's codes, in stored order: λ
+  (emission wavelength), Λ (excitation wavelength), A (rotation), N, Q, L, …
+- **Mosaics** (tile scans, an M dimension) are walked, as IMAGEWALK says, as the stitched image that
+  bioio-lif builds. liffile does not stitch, so those scenes are read through bioio-lif, which holds
+  the stitched scene in memory.
+- A file shorter than its images' memory blocks say is a truncated file, an error at open.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BioisccError, InputError, MissingPluginError, SceneError, describe
+from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims
+from .bioio_file import BioioSource
+
+MOSAIC = "M"
+SAMPLES = "S"
+CHANNEL = "C"
+#: planes the walk may read ahead in a thread (reads of one file are serialized by a lock)
+READAHEAD_PLANES = 2
+
+
+class LifSource(Source):
+    """A LIF file: liffile's images as scenes; mosaic images through bioio-lif (stitched)."""
+
+    format = "lif"
+    kind = "bioio"  # a vendor file, opened by its suffix
+    plugin = "lif"  # the `bioio` source kind (vendor files chosen by suffix): see api.source_kind_of
+
+    def __init__(self, location: str, path: Path) -> None:
+        try:
+            import liffile
+        except ImportError as exc:
+            raise MissingPluginError(location, "liffile", "lif") from exc
+        self.location = location
+        self.path = path
+        self._liffile_version = str(liffile.__version__)
+        try:
+            self.lif = liffile.LifFile(path)
+            self.images = list(self.lif.images)
+        except Exception as exc:
+            raise InputError(location, f"not a readable LIF file: {describe(exc)}") from exc
+        try:
+            if not self.images:
+                raise InputError(location, "file without images")
+            _check_complete(location, self.images, path.stat().st_size)
+        except InputError:
+            self.lif.close()
+            raise
+        self.lock = threading.Lock()
+        self.mosaics = {i for i, image in enumerate(self.images) if _is_mosaic(image)}
+        #: bioio-lif's source of this file, for its mosaic scenes (opened when first needed)
+        self._stitcher: BioioSource | None = None
+
+    @property
+    def reader_name(self) -> str:
+        name = f"liffile {self._liffile_version}"
+        if not self.mosaics:
+            return name
+        stitcher = _package_version("bioio_lif", "bioio-lif")
+        return stitcher if len(self.mosaics) == len(self.images) else f"{name}; mosaics {stitcher}"
+
+    def scenes(self) -> list[SceneInfo]:
+        return [self._describe(index, image) for index, image in enumerate(self.images)]
+
+    def _describe(self, index: int, image: Any) -> SceneInfo:
+        name = str(image.path)
+        if index in self.mosaics:
+            try:
+                return self._mosaic_source().describe_scene(index, name)
+            except BioisccError as exc:
+                return SceneInfo(index=index, name=name, error=str(getattr(exc, "cause", exc)))
+        try:
+            layout = PlaneLayout.of(image)
+            standard = {d: n for d, n in layout.sizes.items() if d in STANDARD_DIMS}
+            return SceneInfo(
+                index=index,
+                name=name,
+                dims=make_dims(standard),
+                extra_dims=layout.extra,
+                dtype=str(np.dtype(image.dtype)),
+            )
+        except Exception as exc:
+            return SceneInfo(index=index, name=name, error=describe(exc))
+
+    def open_scene(self, info: SceneInfo) -> SceneReader:
+        if info.index in self.mosaics:
+            try:
+                return self._mosaic_source().open_scene(info)
+            except InputError as exc:
+                raise SceneError(exc.cause) from exc
+        image = self.images[info.index]
+        try:
+            layout = PlaneLayout.of(image)
+        except Exception as exc:
+            raise SceneError(describe(exc)) from exc
+        return LifScene(info, image, layout, self.lock)
+
+    def _mosaic_source(self) -> BioioSource:
+        """bioio-lif's reader of this file, for the mosaic scenes it stitches."""
+        if self._stitcher is None:
+            self._stitcher = BioioSource(self.location, self.path, "lif")
+        return self._stitcher
+
+    def close(self) -> None:
+        if self._stitcher is not None:
+            self._stitcher.close()
+        self.lif.close()
+
+
+def _is_mosaic(image: Any) -> bool:
+    try:
+        return MOSAIC in image.sizes
+    except Exception:  # its geometry is unreadable: reported when the scene is described
+        return False
+
+
+def _package_version(module: str, package: str) -> str:
+    try:
+        return f"{module} {version(package)}"
+    except PackageNotFoundError:
+        return f"{module} (not installed)"
+
+
+def _check_complete(location: str, images: Sequence[Any], size: int) -> None:
+    """A truncated LIF still lists its images; their memory blocks then end past the end of the file."""
+    for image in images:
+        try:
+            block = image.memory_block
+        except Exception as exc:
+            raise InputError(location, f"corrupt or truncated LIF file: {describe(exc)}") from exc
+        if block.offset >= 0 and block.offset + block.size > size:
+            raise InputError(
+                location,
+                f"truncated LIF file: the pixels of image {image.path!r} end at byte "
+                f"{block.offset + block.size}, the file has {size}",
+            )
+
+
+class PlaneLayout:
+    """liffile's dimensions as IMAGEWALK sees them: the frame's two axes as Y and X.
+
+    `names` maps each liffile dimension to its IMAGEWALK name; `sizes` and `extra` use those names
+    (extra dimensions in stored order). `plane` holds the liffile names of the plane's rows,
+    columns (and samples).
+    """
+
+    def __init__(self, dims: Sequence[str], sizes: Mapping[str, int]) -> None:
+        spatial = [d for d in dims if d not in (SAMPLES, CHANNEL)]
+        if not spatial:
+            raise ValueError(f"image without a spatial dimension (dimensions {tuple(dims)})")
+        rows = spatial[-2] if len(spatial) > 1 else None
+        columns = spatial[-1]
+        names = {d: d for d in dims}
+        if rows is not None:
+            _swap(names, rows, "Y")
+        _swap(names, columns, "X")
+        self.names = names
+        self.plane = tuple(d for d in (rows, columns) if d is not None) + (
+            (SAMPLES,) if SAMPLES in dims else ()
+        )
+        self.sizes = {names[d]: int(sizes[d]) for d in dims}
+        self.extra = {names[d]: int(sizes[d]) for d in dims if names[d] not in STANDARD_DIMS}
+        self.outer = {names[d]: d for d in dims if d not in self.plane}  # IMAGEWALK name -> liffile's
+
+    @classmethod
+    def of(cls, image: Any) -> PlaneLayout:
+        return cls(list(image.dims), dict(image.sizes))
+
+
+def _swap(names: dict[str, str], dim: str, target: str) -> None:
+    """Give `dim` the name `target`; the dimension that had that name takes `dim`'s old name."""
+    current = names[dim]
+    for key, name in names.items():
+        if name == target:
+            names[key] = current
+    names[dim] = target
+
+
+class LifScene:
+    """Plane (t, c, z, extra) of one liffile image: one frame read (or the frames of one plane)."""
+
+    readahead_planes = READAHEAD_PLANES
+
+    def __init__(self, info: SceneInfo, image: Any, layout: PlaneLayout, lock: threading.Lock) -> None:
+        self.info = info
+        self.image = image
+        self.layout = layout
+        self.lock = lock
+        self.extra_dims = list(info.extra_dims)
+        with lock:
+            frame_dims = tuple(image.frames.frame_dims)
+        #: one frame is one plane (the usual layout): read it with one `frame()` call
+        self.whole_frames = frame_dims == layout.plane
+        self.decoded_bytes = 0
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        indices = {stored: position[name] for name, stored in self.layout.outer.items()}
+        try:
+            with self.lock:
+                if self.whole_frames:
+                    plane, dims = self.image.frame(**indices), self.layout.plane
+                else:  # a plane stored in several frames: liffile assembles it
+                    frames = self.image.frames(**indices)
+                    plane, dims = frames.asarray(), tuple(frames.dims)
+        except Exception as exc:
+            where = " ".join(f"{k}={v}" for k, v in indices.items())
+            raise SceneError(f"plane {where}: {describe(exc)}") from exc
+        plane = np.asarray(plane)
+        self.decoded_bytes += plane.nbytes
+        rows_columns = [d for d in self.layout.plane if d != SAMPLES]
+        order = [dims.index(d) for d in (*rows_columns, SAMPLES) if d in dims]
+        plane = np.transpose(plane, order)
+        if len(rows_columns) == 1:  # a single row
+            plane = plane[np.newaxis]
+        return plane if plane.ndim == 3 else plane[:, :, np.newaxis]
