@@ -238,11 +238,6 @@ def _retry_token(key):
         return ""
 
 
-def runtime_minutes(wildcards, input):
-    """Minutes for a job that reads the whole input, at a conservative 10 MB/s."""
-    return 10 + int(input.size_mb / 600)
-
-
 def log_index_summary(path="logs/index.log"):
     """Repeat the index's summary line (scenes done and failed) at the end of the run."""
     try:
@@ -253,3 +248,204 @@ def log_index_summary(path="logs/index.log"):
         if line.startswith("bioiscc index:"):
             logger.info(line)
             return
+
+
+# ---- resources of the rules ----
+#
+# What each job asks the cluster for (Slurm: --cpus-per-task, --mem, --time), scaled with its input
+# so that a 40 GB scene and a 4 MB one do not ask for the same. Locally these only limit what runs
+# at once (--cores, --resources). Sizes come from the walk manifest (results/<key>/walk.json: the
+# pixel bytes of every scene and plane) once it exists and describes the input as it is now (same
+# fingerprint); before that (the walk not run yet, or run in the same group job) from the input's
+# bytes on disk. A missing, stale or failed manifest is no error, and no pixels are read: these
+# functions run in the main Snakemake process, at DAG build and again when a job is submitted.
+#
+#   walk (reads headers, fingerprints every file of a store):
+#     threads 1, mem_mb 1024, runtime 2 min + 1 min per 10 GB on disk
+#   hash, extract_views (read every pixel once; hash also the raw bytes):
+#     threads  2 if the pixels are 4 GiB or more (hash reads ahead in a second thread), else 1:
+#              the read-ahead gains about 1.3x on one input, two one-thread jobs side by side
+#              about 2x, so only an input long enough for its own wall time to matter gets two
+#     mem_mb   readers that read plane by plane or chunk by chunk:
+#                512 + min(pixels, 1024) + 3 x largest plane          (MiB)
+#              readers that may hold a whole scene (mosaics, which bioio-czi and bioio-lif stitch
+#              in memory; the manifest names the reader but does not mark mosaics, so every CZI
+#              counts, and every LIF with a mosaic):
+#                512 + 2 x largest scene + 3 x largest plane
+#              at least 1024, at most 128 GiB
+#     runtime  2 min + 1 min per full minute of reading pixels and bytes on disk at 20 MB/s,
+#              at most 2 days
+#   mix (reads the views' PNGs): threads 1, mem_mb 1024, runtime 2 min
+#   every job, when Snakemake retries it (--retries, attempt n): n times the memory and runtime
+#
+# 512 MiB: Python, numpy and a reader's imports (bioio about 170 MB); 1024 MiB: the chunk cache
+# (BIOISCC_CACHE_MB); 3 planes: the plane read, its big-endian copy, and the next one read ahead.
+# Measured peaks are far below (benchmarks/results.md: 82-320 MB for 512 MiB of pixels). 20 MB/s
+# is 10-30x slower than measured on a local disk: room for a busy shared file system. Without a
+# manifest: the pixels (runtime, threads) are the bytes on disk times EXPANSION (formats that are
+# often compressed), the largest scene is the bytes on disk (exact for an uncompressed LIF; a
+# compressed CZI mosaic can need more, and then gets it on the retry and, with the manifest, on
+# the next run), the largest plane at most 256 MiB. In a group job Snakemake adds up the jobs
+# that may run side by side (threads, memory) and the runtimes of the layers it stacks them in
+# (profile: cores). To override them: --set-resources hash:mem_mb=... or --set-threads
+# hash=...; to cap the threads of every job: --max-threads.
+
+import json
+import math
+from functools import lru_cache
+
+MIB = 1 << 20
+BASE_MEM_MB = 512
+CHUNK_CACHE_MB = 1024
+MIN_MEM_MB = 1024
+MAX_MEM_MB = 128 * 1024
+MIN_RUNTIME = 2
+MAX_RUNTIME = 2 * 24 * 60
+READ_BYTES_PER_S = 20 * 10**6
+WALK_BYTES_PER_MIN = 10 * 10**9
+READ_AHEAD_BYTES = 4096 * MIB
+#: readers (as the manifest names them) that may hold a whole scene in memory: bioio-czi and
+#: bioio-lif (the mosaics they stitch), bioio-dv (every scene; bioiscc reads DV with mrc now)
+WHOLE_SCENE_READERS = ("bioio_czi", "bioio_lif", "bioio_dv")
+#: before the walk: formats whose reader may hold a whole scene (mosaics)
+WHOLE_SCENE_FORMATS = frozenset({"czi", "lif"})
+#: before the walk: pixel bytes per byte on disk, at most (for the runtime and the threads)
+EXPANSION = {"czi": 4, "ome-zarr": 4, "tiff": 2, "nd2": 2}
+#: before the walk: the largest plane assumed
+FALLBACK_PLANE_BYTES = 256 * MIB
+
+
+@dataclass(frozen=True)
+class Size:
+    """What the resources of an input's jobs depend on (bytes)."""
+
+    disk: int  # on disk (a store: all its files)
+    pixels: int  # every scene's pixels
+    scene: int  # the largest scene
+    plane: int  # the largest plane
+    whole: bool  # whether its reader may hold a whole scene in memory
+
+
+def _format_of(path):
+    name = path.lower().rstrip("/")
+    for ending, found in (
+        (".zarr", "ome-zarr"),
+        (".czi", "czi"),
+        (".nd2", "nd2"),
+        (".lif", "lif"),
+        (".dv", "dv"),
+        (".r3d", "dv"),
+    ):
+        if name.endswith(ending):
+            return found
+    return "tiff"
+
+
+@cache
+def _disk_bytes(key):
+    path = INPUTS[key].path
+    try:
+        if not os.path.isdir(path):
+            return os.stat(path).st_size
+        return sum(
+            os.stat(os.path.join(directory, name)).st_size
+            for directory, _, names in os.walk(path)
+            for name in names
+        )
+    except OSError:
+        return 0
+
+
+@lru_cache(maxsize=4096)
+def _manifest(path, stamp):
+    """The walk manifest (its geometry only), read again whenever the file changes (stamp)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        scenes = [
+            (s["bytes"], s.get("planes") or 1)
+            for s in record["scenes"]
+            if s.get("bytes")
+        ]
+        reader = record.get("reader") or ""
+        return record.get("fingerprint"), Size(
+            disk=0,
+            pixels=sum(size for size, _ in scenes),
+            scene=max((size for size, _ in scenes), default=0),
+            plane=max((size // max(planes, 1) for size, planes in scenes), default=0),
+            whole=any(name in reader for name in WHOLE_SCENE_READERS),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def input_size(wildcards):
+    """The sizes of an input: from its walk manifest when that is current, else estimated."""
+    key = _input(wildcards).key
+    disk = _disk_bytes(key)
+    path = Path(RESULTS, key, "walk.json")
+    try:
+        stat = path.stat()
+        manifest = _manifest(str(path), (stat.st_mtime_ns, stat.st_size, stat.st_ino))
+    except OSError:
+        manifest = None
+    if manifest is not None:
+        fingerprint, size = manifest
+        if size.pixels and fingerprint == _fingerprint(key):
+            return Size(disk, size.pixels, size.scene, size.plane, size.whole)
+    kind = _format_of(INPUTS[key].path)
+    return Size(
+        disk=disk,
+        pixels=disk * EXPANSION.get(kind, 1),
+        scene=disk,
+        plane=min(disk, FALLBACK_PLANE_BYTES),
+        whole=kind in WHOLE_SCENE_FORMATS,
+    )
+
+
+def _mb(size):
+    return math.ceil(size / MIB)
+
+
+def _clamp(value, low, high):
+    return max(low, min(high, int(value)))
+
+
+def light_mem_mb(wildcards, attempt):
+    """MiB for a job that holds no pixels (walk, mix)."""
+    return MIN_MEM_MB * attempt
+
+
+def light_runtime(wildcards, attempt):
+    """Minutes for a job that reads no pixels and no input (mix)."""
+    return MIN_RUNTIME * attempt
+
+
+def walk_runtime(wildcards, attempt):
+    """Minutes for the walk: it reads headers, and stats every file of a store."""
+    disk = _disk_bytes(_input(wildcards).key)
+    minutes = MIN_RUNTIME + disk // WALK_BYTES_PER_MIN
+    return _clamp(minutes * attempt, MIN_RUNTIME, MAX_RUNTIME)
+
+
+def read_threads(wildcards):
+    """Threads for a job that reads every pixel: 2 (read-ahead) from 4 GiB of pixels on."""
+    return 2 if input_size(wildcards).pixels >= READ_AHEAD_BYTES else 1
+
+
+def read_mem_mb(wildcards, attempt):
+    """MiB for a job that reads every pixel (see the table above)."""
+    size = input_size(wildcards)
+    if size.whole:
+        held = 2 * _mb(size.scene)
+    else:
+        held = min(_mb(size.pixels), CHUNK_CACHE_MB)
+    mem = (BASE_MEM_MB + held + 3 * _mb(size.plane)) * attempt
+    return _clamp(mem, MIN_MEM_MB, MAX_MEM_MB)
+
+
+def runtime_minutes(wildcards, attempt):
+    """Minutes for a job that reads every pixel and the raw bytes, at a conservative 20 MB/s."""
+    size = input_size(wildcards)
+    seconds = (size.pixels + size.disk) // READ_BYTES_PER_S
+    minutes = MIN_RUNTIME + seconds // 60
+    return _clamp(minutes * attempt, MIN_RUNTIME, MAX_RUNTIME)

@@ -19,8 +19,8 @@ rule walk:
         "../../envs/bioiscc.yaml"
     threads: 1
     resources:
-        mem_mb=1024,
-        runtime=10,
+        mem_mb=light_mem_mb,
+        runtime=walk_runtime,
     params:
         source=input_source,
         fingerprint=input_fingerprint,
@@ -46,9 +46,9 @@ rule hash:
         "bioiscc_input"
     conda:
         "../../envs/bioiscc.yaml"
-    threads: 1
+    threads: read_threads
     resources:
-        mem_mb=2048,
+        mem_mb=read_mem_mb,
         runtime=runtime_minutes,
     params:
         source=input_source,

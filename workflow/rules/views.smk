@@ -20,7 +20,7 @@ rule extract_views:
         "../../envs/bioiscc.yaml"
     threads: 1
     resources:
-        mem_mb=2048,
+        mem_mb=read_mem_mb,
         runtime=runtime_minutes,
     params:
         source=input_source,
@@ -51,8 +51,8 @@ rule mix:
         "../../envs/bioiscc.yaml"
     threads: 1
     resources:
-        mem_mb=1024,
-        runtime=10,
+        mem_mb=light_mem_mb,
+        runtime=light_runtime,
     params:
         source=input_source,
         bits=config["views"]["bits"],
