@@ -7,7 +7,8 @@ then times, on the real workflow with `--cores CORES`:
 2. the first run,
 3. a no-op rerun (must run no job),
 4. a dry run with everything up to date,
-5. a rerun after rewriting the pixels of one file (must run that file's 2 jobs, the index and all),
+5. a rerun after rewriting the pixels of one file (must run that file's 4 jobs (2 with --no-views),
+   the index and all),
 6. a rerun after adding one file (likewise).
 
     python benchmarks/workflow_scale.py                  # 2,000 files, 2 cores
@@ -92,6 +93,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
+        "--views",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with the views rules, as the workflow runs by default (--no-views: ISCC-SUMs only)",
+    )
+    parser.add_argument(
         "--snakemake-args", default="", help="more Snakemake arguments, e.g. '--scheduler ilp'"
     )
     args = parser.parse_args()
@@ -120,22 +127,26 @@ def main() -> None:
         rows.append((name, elapsed, cpu, jobs, load))
         print(f"{name}: {elapsed:.1f} s, CPU {cpu:.1f} s, {jobs} jobs, load {load:.2f}", file=sys.stderr)
 
-    everything = 2 * args.files + 2  # walk and hash per file; index; all
+    per_input = 4 if args.views else 2  # walk, hash (extract_views, mix) per file
+    if not args.views:
+        (workdir / "config" / "config.yaml").write_text("input_dir: data\nviews:\n  enabled: false\n")
+    everything = per_input * args.files + 2  # and index, all
     step("dry run, nothing done yet", "-n", expect_jobs=everything)
     step("first run", expect_jobs=everything)
     step("no-op rerun", expect_jobs=0)
     step("dry run, all up to date", "-n", expect_jobs=0)
     write_image(image_path(data, 0), seed=10**6)
-    step("rerun after changing one file", expect_jobs=4)
+    step("rerun after changing one file", expect_jobs=per_input + 2)
     write_image(image_path(data, args.files), seed=args.files)
-    step("rerun after adding one file", expect_jobs=4)
+    step("rerun after adding one file", expect_jobs=per_input + 2)
 
     rows_text = "\n".join(
         f"| {name} | {elapsed:,.1f} s | {cpu:,.1f} s | {jobs:,} | {load:.1f} |"
         for name, elapsed, cpu, jobs, load in rows
     )
     print(
-        f"\n{args.files:,} images (TIFF and OME-TIFF, C=2, 64x64, uint16), `--cores {args.cores}`; "
+        f"\n{args.files:,} images (TIFF and OME-TIFF, C=2, 64x64, uint16), `--cores {args.cores}`, "
+        f"views {'on' if args.views else 'off'}; "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
         f"{platform.python_version()}, Snakemake {snakemake_version()} {args.snakemake_args}\n\n"
         "| step | wall time | CPU time (all processes) | jobs | load average after |\n"

@@ -268,9 +268,10 @@ def log_index_summary(path="logs/index.log"):
 #              about 2x, so only an input long enough for its own wall time to matter gets two
 #     mem_mb   readers that read plane by plane or chunk by chunk:
 #                512 + min(pixels, 1024) + 3 x largest plane          (MiB)
-#              readers that may hold a whole scene (mosaics, which bioio-czi and bioio-lif stitch
-#              in memory; the manifest names the reader but does not mark mosaics, so every CZI
-#              counts, and every LIF with a mosaic):
+#              readers that may hold a whole scene (LIF tile scans with dimensions other than
+#              T, C, Z, which bioio-lif stitches in memory; the manifest names the reader but does
+#              not mark mosaics, so every LIF read with bioio-lif counts; CZI mosaics are stitched
+#              one plane at a time):
 #                512 + 2 x largest scene + 3 x largest plane
 #              at least 1024, at most 128 GiB
 #     runtime  2 min + 1 min per full minute of reading pixels and bytes on disk at 20 MB/s,
@@ -304,11 +305,11 @@ MAX_RUNTIME = 2 * 24 * 60
 READ_BYTES_PER_S = 20 * 10**6
 WALK_BYTES_PER_MIN = 10 * 10**9
 READ_AHEAD_BYTES = 4096 * MIB
-#: readers (as the manifest names them) that may hold a whole scene in memory: bioio-czi and
-#: bioio-lif (the mosaics they stitch), bioio-dv (every scene; bioiscc reads DV with mrc now)
-WHOLE_SCENE_READERS = ("bioio_czi", "bioio_lif", "bioio_dv")
-#: before the walk: formats whose reader may hold a whole scene (mosaics)
-WHOLE_SCENE_FORMATS = frozenset({"czi", "lif"})
+#: readers (as the manifest names them) that may hold a whole scene in memory: bioio-lif (a LIF
+#: tile scan it stitches whole; the record names it for every LIF mosaic)
+WHOLE_SCENE_READERS = ("bioio_lif",)
+#: before the walk: formats whose reader may hold a whole scene (LIF mosaics)
+WHOLE_SCENE_FORMATS = frozenset({"lif"})
 #: before the walk: pixel bytes per byte on disk, at most (for the runtime and the threads)
 EXPANSION = {"czi": 4, "ome-zarr": 4, "tiff": 2, "nd2": 2}
 #: before the walk: the largest plane assumed

@@ -11,7 +11,10 @@ shared/samples/READERS.md); the paths used here are the ones that return the tru
   never through `.data`, `.dask_data` or a dims-less call: the lazy paths give wrong samples for RGB
   CZIs, and the full eager read of bioio-czi repeats phase 0 for every Airyscan phase H;
 - the reader object (not `BioImage`) is used, so that extra dimensions such as H stay visible;
-- mosaics (an M dimension) are walked as the reader's stitched image (`mosaic_xarray_data`);
+- mosaics (an M dimension) are walked as the reader's stitched image: CZI mosaics one stitched
+  plane (or row band) at a time, with the libCZI call bioio-czi stitches with (`czi_mosaic`);
+  other mosaics (LIF tile scans, through bioio-lif) as the reader's `mosaic_xarray_data`, which
+  holds the whole stitched scene in memory;
 - CZI samples stored as BGR (pixel types Bgr24, Bgr48, Bgra32) are put in RGB(A) order.
 """
 
@@ -21,12 +24,15 @@ import importlib
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError, MissingPluginError, SceneError, describe
 from ..scene import SceneInfo, SceneReader, Source, make_dims
+
+if TYPE_CHECKING:
+    from .czi_mosaic import CziFile, CziMosaic
 
 # format -> (plugin module, pip package, bioiscc extra); "lif" is used for LIF mosaics, "dv" only to
 # compare with bioio-dv (DV files are read by sources.dv, and the dv extra no longer installs it)
@@ -81,6 +87,7 @@ class BioioSource(Source):
             raise InputError(location, f"not a readable {plugin.upper()} file: {describe(exc)}") from exc
         if not self._scene_ids:
             raise InputError(location, "file without images")
+        self._czi: CziFile | None = None  # libCZI's view of the file, for its mosaic scenes
 
     @property
     def reader_name(self) -> str:
@@ -91,16 +98,31 @@ class BioioSource(Source):
     def scenes(self) -> list[SceneInfo]:
         return [self.describe_scene(index, str(name)) for index, name in enumerate(self._scene_ids)]
 
+    def close(self) -> None:
+        self._czi = None  # libCZI closes the file with its last reader
+
     def _select(self, index: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.reader.set_scene(index)
 
+    def _layout(self, index: int) -> tuple[_Layout, CziMosaic | None]:
+        """Select a scene; its layout, and libCZI's reader of it when it is a CZI mosaic."""
+        self._select(index)
+        if self.plugin == "czi" and MOSAIC in self.reader.dims.order:
+            from .czi_mosaic import CziFile
+
+            if self._czi is None:
+                self._czi = CziFile(self.path)
+            dims = self.reader.dims
+            mosaic = self._czi.scene(index, dims.order, tuple(dims.shape))
+            return _Layout(mosaic.order, tuple(mosaic.sizes.values()), mosaic=True), mosaic
+        return _Layout.of(self.reader), None
+
     def describe_scene(self, index: int, name: str) -> SceneInfo:
         """The geometry of one scene (an error record when the reader cannot give it)."""
         try:
-            self._select(index)
-            layout = _Layout.of(self.reader)
+            layout, _ = self._layout(index)
         except Exception as exc:
             return SceneInfo(index=index, name=name, error=describe(exc))
         return SceneInfo(
@@ -113,10 +135,14 @@ class BioioSource(Source):
 
     def open_scene(self, info: SceneInfo) -> SceneReader:
         try:
-            self._select(info.index)
-            layout = _Layout.of(self.reader)
+            layout, czi_mosaic = self._layout(info.index)
         except Exception as exc:
             raise SceneError(describe(exc)) from exc
+        if czi_mosaic is not None:
+            from .czi_mosaic import CziMosaicScene
+
+            # the same XML as reader.metadata, which would build the reader's lazy array of every tile
+            return CziMosaicScene(info, czi_mosaic, _names_bgr(czi_mosaic.file.czi.meta))
         bgr = self.plugin == "czi" and _is_bgr(self.reader)
         if layout.mosaic:
             return MosaicScene(info, self.reader, bgr)
@@ -148,7 +174,15 @@ class _Layout:
 def _is_bgr(reader: Any) -> bool:
     """CZI metadata names the stored pixel type; Bgr* types hold samples in B, G, R(, A) order."""
     try:
-        types = {e.text.strip().lower() for e in reader.metadata.iter("PixelType") if e.text}
+        return _names_bgr(reader.metadata)
+    except Exception:
+        return False
+
+
+def _names_bgr(metadata: Any) -> bool:
+    """Whether CZI metadata (an XML element) names a Bgr* pixel type."""
+    try:
+        types = {e.text.strip().lower() for e in metadata.iter("PixelType") if e.text}
     except Exception:
         return False
     return any(t in BGR_PIXEL_TYPES for t in types)
@@ -230,7 +264,11 @@ class PlaneScene:
 
 
 class MosaicScene:
-    """A mosaic walked as the reader's stitched image, which the reader builds in memory."""
+    """A mosaic walked as the reader's stitched image, which the reader builds in memory.
+
+    Used for the mosaics of plugins other than bioio-czi (LIF tile scans through bioio-lif); CZI
+    mosaics are read a plane at a time by `czi_mosaic.CziMosaicScene`.
+    """
 
     def __init__(self, info: SceneInfo, reader: Any, bgr: bool) -> None:
         self.info = info

@@ -11,8 +11,10 @@ of that plane's bytes, so a walk holds a plane, whatever the size of the scene.
 - **Other Leica dimensions are extra dimensions** under liffile's codes, in stored order: λ
   (emission wavelength), Λ (excitation wavelength), A (rotation), N, Q, L, …
 - **Mosaics** (tile scans, an M dimension) are walked, as IMAGEWALK says, as the stitched image that
-  bioio-lif builds. liffile does not stitch, so those scenes are read through bioio-lif, which holds
-  the stitched scene in memory.
+  bioio-lif builds. Their geometry comes from bioio-lif; their planes are stitched here one at a time
+  from liffile's tiles, as bioio-lif 2 stitches them (`LifMosaicScene`), so that a walk holds one
+  plane. A mosaic with dimensions other than T, C, Z, Y and X, or with tiles stored in several
+  frames, is left to bioio-lif, which holds the whole stitched scene in memory.
 - A file shorter than its images' memory blocks say is a truncated file, an error at open.
 """
 
@@ -101,12 +103,14 @@ class LifSource(Source):
             return SceneInfo(index=index, name=name, error=describe(exc))
 
     def open_scene(self, info: SceneInfo) -> SceneReader:
+        image = self.images[info.index]
         if info.index in self.mosaics:
+            if _stitchable(image, info, self.lock):
+                return LifMosaicScene(info, image, self.lock)
             try:
                 return self._mosaic_source().open_scene(info)
             except InputError as exc:
                 raise SceneError(exc.cause) from exc
-        image = self.images[info.index]
         try:
             layout = PlaneLayout.of(image)
         except Exception as exc:
@@ -232,3 +236,70 @@ class LifScene:
         if len(rows_columns) == 1:  # a single row
             plane = plane[np.newaxis]
         return plane if plane.ndim == 3 else plane[:, :, np.newaxis]
+
+
+#: the dimensions of the mosaics stitched here: those bioio-lif's stitched image has, and M
+STITCHED_DIMS = frozenset({MOSAIC, "T", "C", "Z", "Y", "X"})
+
+
+def _stitchable(image: Any, info: SceneInfo, lock: threading.Lock) -> bool:
+    """Whether `LifMosaicScene` stitches this mosaic as bioio-lif does: only T, C, Z, M, Y, X (bioio-lif's
+    dimensions; it has no samples or extra dimensions), each tile one stored (Y, X) frame."""
+    try:
+        with lock:
+            dims = tuple(image.dims)
+            frame_dims = tuple(image.frames.frame_dims)
+            tiles = image.tilescan.tiles
+    except Exception:
+        return False
+    return (
+        info.ok
+        and set(dims) <= STITCHED_DIMS
+        and frame_dims == ("Y", "X")
+        and not info.extra_dims
+        and info.dims["S"] == 1
+        and len(tiles) == int(image.sizes[MOSAIC])
+    )
+
+
+class LifMosaicScene:
+    """A LIF tile scan stitched one plane at a time from liffile's tiles, as bioio-lif 2 stitches it.
+
+    bioio-lif (`Reader._stitch_tiles`, with its defaults: field x and y swapped, no flips) places the
+    tiles on the grid of the tile scan's field positions, starting from the bottom right, drops the
+    first row and the first column of every tile that is not in the last grid row or column (the
+    tiles overlap by one pixel), and concatenates them. The same steps, on one plane's tiles.
+    """
+
+    readahead_planes = READAHEAD_PLANES
+
+    def __init__(self, info: SceneInfo, image: Any, lock: threading.Lock) -> None:
+        self.info = info
+        self.image = image
+        self.lock = lock
+        with lock:
+            tiles = image.tilescan.tiles
+        x_fields = int(tiles["field_x"].max()) + 1
+        y_fields = len(tiles) // x_fields
+        # is_x_and_y_swapped (bioio-lif's default): field_x numbers the grid rows, field_y its columns
+        self.grid = (x_fields, y_fields)  # rows, columns
+        self.places = [(int(tile["field_y"]), int(tile["field_x"])) for tile in tiles]  # column, row
+        self.decoded_bytes = 0
+
+    def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
+        rows, columns = self.grid
+        grid = np.zeros((rows, columns), dtype=object)
+        try:
+            for index, (column, row) in enumerate(self.places):
+                with self.lock:
+                    tile = np.asarray(self.image.frame(M=index, T=t, C=c, Z=z))
+                self.decoded_bytes += tile.nbytes
+                if row + 1 < rows:
+                    tile = tile[1:, :]
+                if column + 1 < columns:
+                    tile = tile[:, 1:]
+                grid[-(row + 1), -(column + 1)] = tile
+            plane = np.concatenate([np.concatenate(list(line), axis=-1) for line in grid], axis=-2)
+        except Exception as exc:
+            raise SceneError(f"mosaic plane t={t} c={c} z={z} cannot be stitched: {describe(exc)}") from exc
+        return plane[:, :, np.newaxis]
