@@ -7,6 +7,9 @@ line and exit 1 without a traceback.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class BioisccError(Exception):
     """Base class of the errors bioiscc raises on purpose."""
@@ -30,6 +33,14 @@ class MissingPluginError(InputError):
         super().__init__(
             source, f"reading this format needs {package}; install it with: pip install 'bioiscc[{extra}]'"
         )
+
+
+def import_reader(source: str, module: str, extra: str) -> ModuleType:
+    """Import the library that reads a format, or say which extra installs it (MissingPluginError)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingPluginError(source, module, extra) from exc
 
 
 class SceneError(BioisccError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingPluginError, SceneError, describe
+from ..errors import InputError, SceneError, describe, import_reader
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 
 SCENE_NAME = "Image:0"  # the one scene, named as bioio-dv names it
@@ -33,13 +33,10 @@ class DvSource(Source):
 
     format = "dv"
     kind = "bioio"  # a vendor file, opened by its suffix
-    plugin = "dv"  # the `bioio` source kind (vendor files chosen by suffix): see api.source_kind_of
+    plugin = "dv"
 
     def __init__(self, location: str, path: Path) -> None:
-        try:
-            import mrc
-        except ImportError as exc:
-            raise MissingPluginError(location, "mrc", "dv") from exc
+        mrc = import_reader(location, "mrc", "dv")
         self.location = location
         self.path = path
         self._version = str(getattr(mrc, "__version__", "?"))

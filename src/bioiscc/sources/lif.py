@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BioisccError, InputError, MissingPluginError, SceneError, describe
+from ..errors import BioisccError, InputError, SceneError, describe, import_reader
 from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims
 from .bioio_file import BioioSource
 
@@ -44,13 +44,10 @@ class LifSource(Source):
 
     format = "lif"
     kind = "bioio"  # a vendor file, opened by its suffix
-    plugin = "lif"  # the `bioio` source kind (vendor files chosen by suffix): see api.source_kind_of
+    plugin = "lif"
 
     def __init__(self, location: str, path: Path) -> None:
-        try:
-            import liffile
-        except ImportError as exc:
-            raise MissingPluginError(location, "liffile", "lif") from exc
+        liffile = import_reader(location, "liffile", "lif")
         self.location = location
         self.path = path
         self._liffile_version = str(liffile.__version__)

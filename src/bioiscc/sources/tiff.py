@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingPluginError, SceneError, describe, one_line
+from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
 
@@ -26,10 +26,7 @@ class TiffSource(Source):
     kind = "tiff"
 
     def __init__(self, location: str, path: Path) -> None:
-        try:
-            import tifffile
-        except ImportError as exc:
-            raise MissingPluginError(location, "tifffile", "tifffile") from exc
+        tifffile = import_reader(location, "tifffile", "tifffile")
         self.location = location
         self.path = path
         self._tifffile = tifffile
