@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +60,13 @@ class SceneInfo:
 def make_dims(sizes: Mapping[str, int]) -> dict[str, int]:
     """The six standard dimensions in record order, a missing one of size 1."""
     return {d: int(sizes.get(d, 1)) for d in STANDARD_DIMS}
+
+
+def plane_position(
+    t: int, c: int, z: int, extra_names: Sequence[str], extra: Sequence[int]
+) -> dict[str, int]:
+    """A plane's index along each dimension by name: T, C, Z and the extra dimensions."""
+    return {"T": t, "C": c, "Z": z, **dict(zip(extra_names, extra, strict=True))}
 
 
 class SceneReader(Protocol):

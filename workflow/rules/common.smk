@@ -20,6 +20,7 @@ from snakemake.logging import logger
 
 try:
     from bioiscc.fingerprint import fingerprint
+    from bioiscc.sources import BIOIO_SUFFIXES
     from bioiscc.sources.omezarr import is_zarr_store
 except ImportError as exc:
     raise WorkflowError(
@@ -328,18 +329,11 @@ class Size:
 
 
 def _format_of(path):
+    """The format an input's name says, as the package's suffix table has it (else TIFF)."""
     name = path.lower().rstrip("/")
-    for ending, found in (
-        (".zarr", "ome-zarr"),
-        (".czi", "czi"),
-        (".nd2", "nd2"),
-        (".lif", "lif"),
-        (".dv", "dv"),
-        (".r3d", "dv"),
-    ):
-        if name.endswith(ending):
-            return found
-    return "tiff"
+    if name.endswith(".zarr"):
+        return "ome-zarr"
+    return BIOIO_SUFFIXES.get(os.path.splitext(name)[1], "tiff")
 
 
 @cache

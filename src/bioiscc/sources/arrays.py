@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SceneError, describe
-from ..scene import SceneInfo
+from ..scene import SceneInfo, plane_position
 
 PLANE_AXES = ("Y", "X", "S")
 STANDARD_AXES = ("T", "C", "Z", "Y", "X", "S")
@@ -96,9 +96,7 @@ class ChunkedArrayScene:
         return max(2, min(planes, READAHEAD_BYTES // max(1, self.info.plane_bytes)))
 
     def _position(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> dict[str, int]:
-        pos = {"T": t, "C": c, "Z": z}
-        pos.update(zip(self.extra_axes, extra, strict=True))
-        return pos
+        return plane_position(t, c, z, self.extra_axes, extra)
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         return self._plane(t, c, z, extra, reuse=False)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, MissingPluginError, SceneError, describe
-from ..scene import SceneInfo, SceneReader, Source, make_dims
+from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 
 if TYPE_CHECKING:
     from .czi_mosaic import CziFile, CziMosaic
@@ -246,7 +246,7 @@ class PlaneScene:
         self.absent_planes = 0
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
-        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        position = plane_position(t, c, z, self.extra_dims, extra)
         selection = {d: position[d] for d in self.index_dims}
         try:
             with warnings.catch_warnings():
@@ -284,7 +284,7 @@ class MosaicScene:
         self.extra_dims = list(info.extra_dims)
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
-        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        position = plane_position(t, c, z, self.extra_dims, extra)
         index = tuple(position[d] if d not in ("Y", "X", "S") else slice(None) for d in self.dims)
         plane = self.data[index]
         kept = [d for d in self.dims if d in ("Y", "X", "S")]

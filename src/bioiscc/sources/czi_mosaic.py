@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SceneError, describe
-from ..scene import SceneInfo
+from ..scene import SceneInfo, plane_position
 from .bioio_file import _to_rgb as to_rgb
 
 #: CZI dimensions that are not plane indices: mosaic tile, pixels, samples (A), scene, block
@@ -158,7 +158,7 @@ class CziMosaicScene:
         shape = (max(0, y1 - y0), self.mosaic.width, self.info.dims["S"])
         if shape[0] == 0:
             return np.empty(shape, dtype=self.info.dtype)
-        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        position = plane_position(t, c, z, self.extra_dims, extra)
         plane = self.mosaic.plane(position)
         try:
             if count_absent and not self.mosaic.stored(plane, in_scene=True):

@@ -33,7 +33,6 @@ class DvSource(Source):
 
     format = "dv"
     kind = "bioio"  # a vendor file, opened by its suffix
-    plugin = "dv"
 
     def __init__(self, location: str, path: Path) -> None:
         mrc = import_reader(location, "mrc", "dv")

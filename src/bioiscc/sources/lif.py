@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BioisccError, InputError, SceneError, describe, import_reader
-from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims
+from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims, plane_position
 from .bioio_file import BioioSource
 
 MOSAIC = "M"
@@ -44,7 +44,6 @@ class LifSource(Source):
 
     format = "lif"
     kind = "bioio"  # a vendor file, opened by its suffix
-    plugin = "lif"
 
     def __init__(self, location: str, path: Path) -> None:
         liffile = import_reader(location, "liffile", "lif")
@@ -213,7 +212,7 @@ class LifScene:
         self.decoded_bytes = 0
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
-        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_dims, extra, strict=True))}
+        position = plane_position(t, c, z, self.extra_dims, extra)
         indices = {stored: position[name] for name, stored in self.layout.outer.items()}
         try:
             with self.lock:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, SceneError, describe, import_reader, one_line
-from ..scene import SceneInfo, SceneReader, Source, make_dims
+from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
@@ -179,7 +179,7 @@ class PageScene:
 
     def read_rows(self, t: int, c: int, z: int, extra: tuple[int, ...], y0: int, y1: int) -> np.ndarray:
         """Rows y0..y1 of a plane as (rows, X, S), decoding only the strips or tiles they lie in."""
-        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_axes, extra, strict=True))}
+        position = plane_position(t, c, z, self.extra_axes, extra)
         try:
             view = self._zarr_view()
         except Exception:
@@ -198,7 +198,7 @@ class PageScene:
         return self._read(page, self.buffer)
 
     def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
-        position = {"T": t, "C": c, "Z": z, **dict(zip(self.extra_axes, extra, strict=True))}
+        position = plane_position(t, c, z, self.extra_axes, extra)
         index = [position[a] for a in self.outer_axes]
         number = int(np.ravel_multi_index(index, self.outer_shape)) if index else 0
         return self.series.pages[number]
