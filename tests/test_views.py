@@ -560,3 +560,25 @@ def test_cli_module_stays_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_image_digest_is_iscc_cores_bit_for_bit() -> None:
+    """The vectorised DCT gives iscc-core's soft_hash_image_v0, on random, flat, binary and ramp images."""
+    from iscc_core.code_content_image import gen_image_code_v0, soft_hash_image_v0
+
+    from bioiscc.views.imagecode import image_digest
+
+    rng = np.random.default_rng(24138)
+    cases = [rng.integers(0, 256, (32, 32), dtype=np.uint8) for _ in range(400)]
+    cases += [np.full((32, 32), value, np.uint8) for value in (0, 1, 127, 255)]
+    cases += [(rng.integers(0, 2, (32, 32)) * 255).astype(np.uint8) for _ in range(100)]
+    cases += [rng.integers(100, 103, (32, 32), dtype=np.uint8) for _ in range(100)]  # many ties
+    ramp = np.tile((np.arange(32) * 8).astype(np.uint8), (32, 1))
+    cases += [ramp, ramp.T.copy(), (ramp // 64 * 64).astype(np.uint8)]
+    for pixels in cases:
+        flat = [int(v) for v in pixels.reshape(-1)]
+        for bits in (64, 256):
+            assert image_digest(pixels, bits) == soft_hash_image_v0(flat, bits=bits)
+    gray = rng.integers(0, 256, (70, 45), dtype=np.uint8)  # any size: reduced to 32 x 32 first
+    flat = [int(v) for v in reduce_to_code_side(gray).reshape(-1)]
+    assert image_code(gray, 256) == gen_image_code_v0(flat, bits=256)["iscc"]

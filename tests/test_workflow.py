@@ -1,8 +1,10 @@
 """The Snakemake workflow, run for real (`snakemake --cores 2`) in temporary directories.
 
 One workspace (small TIFFs, an OME-TIFF with two scenes, an OME-Zarr store, awkward names) is run
-once per module; tests that change it work on a copy (mtimes kept, so the copy is up to date).
-Which jobs ran is read from the jobs Snakemake reports.
+once per module, in batches of about BATCH_SIZE inputs; tests that change it work on a copy (mtimes
+kept, so the copy is up to date). Which jobs ran is read from the jobs Snakemake reports; which
+inputs were computed (not reused) inside them, from the batch logs the commands write
+(results/_batches/<batch>/<step>.jsonl).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,12 @@ np = pytest.importorskip("numpy")
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-PER_INPUT_RULES = ("walk", "hash", "extract_views", "mix")
+BATCH_RULES = ("walk", "hash", "extract_views", "mix", "index_batch")
+#: the batch logs of the commands, by the rule that writes them
+STEP_OF_RULE = {"walk": "walk", "hash": "hash", "extract_views": "views", "mix": "mix"}
 RUN_WIDE = [("all", None), ("index", None)]
+#: inputs per batch on average in the workspace (7 inputs: several batches)
+BATCH_SIZE = 3
 
 #: input (relative to data/) -> its key (results/<key>/)
 INPUTS = {
@@ -60,19 +67,63 @@ def snakemake(workdir: Path, *args: str, snakefile: Path = SNAKEFILE, check: boo
 
 
 def jobs(output: str) -> list[tuple[str, str | None]]:
-    """(rule, key) of every job Snakemake reports running (or, with -n, would run)."""
+    """(rule, batch) of every job Snakemake reports running (or, with -n, would run)."""
     found: list[list[Any]] = []
     for line in output.splitlines():
         if rule := re.match(r"^\s*(?:local)?rule (\w+):$", line):
             found.append([rule.group(1), None])
-        elif (key := re.match(r"^\s+wildcards: key=(.+)$", line)) and found:
-            found[-1][1] = key.group(1)
-    return sorted((rule, key) for rule, key in found)
+        elif (batch := re.match(r"^\s+wildcards: batch=(.+)$", line)) and found:
+            found[-1][1] = batch.group(1)
+    return sorted((rule, batch) for rule, batch in found)
 
 
-def jobs_of(*keys: str) -> list[tuple[str, str | None]]:
-    """The jobs of these inputs, the index and `all`."""
-    return sorted([(rule, key) for key in keys for rule in PER_INPUT_RULES] + RUN_WIDE)
+def batches(workdir: Path, prefix: str = "") -> dict[str, list[str]]:
+    """batch -> the inputs (relative to data/) it holds, from the batch files the workflow writes."""
+    found = {}
+    for path in sorted((workdir / prefix / "results" / "_batches").glob("*/inputs.jsonl")):
+        found[path.parent.name] = [relative(entry["source"]) for entry in json_lines(path.read_text())]
+    return found
+
+
+def relative(source: str) -> str:
+    return source.split("data/", 1)[1]
+
+
+def batch_of(workdir: Path, name: str, prefix: str = "") -> str:
+    (batch,) = [batch for batch, names in batches(workdir, prefix).items() if name in names]
+    return batch
+
+
+def jobs_of(workdir: Path, *names: str, rules: tuple[str, ...] = BATCH_RULES) -> list[tuple[str, str | None]]:
+    """The jobs of the batches these inputs are in, the index and `all`."""
+    chosen = {batch_of(workdir, name) for name in names}
+    return sorted([(rule, batch) for batch in chosen for rule in rules] + RUN_WIDE)
+
+
+def computed(workdir: Path, since: float, prefix: str = "") -> dict[str, list[str]]:
+    """Step -> the inputs its command computed (not reused) since then, from the batch logs."""
+    found: dict[str, list[str]] = {step: [] for step in STEP_OF_RULE.values()}
+    for step in found:
+        for log in (workdir / prefix / "results" / "_batches").glob(f"*/{step}.jsonl"):
+            if log.stat().st_mtime < since:
+                continue
+            found[step] += [
+                relative(e["source"]) for e in json_lines(log.read_text()) if e["action"] == "computed"
+            ]
+        found[step].sort()
+    return found
+
+
+def only(*names: str, steps: tuple[str, ...] = tuple(STEP_OF_RULE.values())) -> dict[str, list[str]]:
+    """What `computed` gives when exactly these inputs were computed by these steps."""
+    return {step: sorted(names) if step in steps else [] for step in STEP_OF_RULE.values()}
+
+
+def run_and_see(workdir: Path, *args: str) -> tuple[list[tuple[str, str | None]], dict[str, list[str]], str]:
+    """Run Snakemake: the jobs it ran, the inputs computed inside them, and its output."""
+    since = time.time() - 0.01
+    output = snakemake(workdir, *args)
+    return jobs(output), computed(workdir, since), output
 
 
 def write_tiff(path: Path, seed: int, shape: tuple[int, ...] = (2, 16, 16)) -> None:
@@ -130,7 +181,7 @@ def make_workspace(root: Path) -> Path:
     write_tiff(data / ".hidden.tif", seed=6)  # excluded by default
     (data / "notes.txt").write_text("not an image\n")  # not included
     (root / "config").mkdir()
-    (root / "config" / "config.yaml").write_text("input_dir: data\n")
+    (root / "config" / "config.yaml").write_text(f"input_dir: data\nbatch_size: {BATCH_SIZE}\n")
     return root
 
 
@@ -152,7 +203,11 @@ def workspace(done: tuple[Path, str], tmp_path: Path) -> Path:
 
 def test_first_run_codes_and_index(done: tuple[Path, str]) -> None:
     workdir, output = done
-    assert jobs(output) == jobs_of(*INPUTS.values())
+    held = batches(workdir)
+    assert sorted(name for names in held.values() for name in names) == sorted(INPUTS)
+    assert len(held) > 1  # several batches, each run once by each rule
+    assert jobs(output) == sorted([(rule, batch) for batch in held for rule in BATCH_RULES] + RUN_WIDE)
+    assert computed(workdir, 0) == only(*INPUTS)
     rows = index_rows(workdir)
     assert sorted({row["input"] for row in rows}) == sorted(INPUTS)
     assert all(row["status"] == "ok" and row["error"] is None for row in rows), rows
@@ -203,10 +258,20 @@ def test_first_run_codes_and_index(done: tuple[Path, str]) -> None:
 
     # nothing is written outside results/ and logs/; every job has its log and benchmark
     assert sorted(p.name for p in workdir.iterdir()) == [".snakemake", "config", "data", "logs", "results"]
+    for batch in held:
+        for rule in BATCH_RULES:
+            name = "index" if rule == "index_batch" else rule
+            assert (workdir / "logs" / "_batches" / batch / f"{name}.log").exists()
+            assert (workdir / "logs" / "_batches" / batch / f"{name}.benchmark.tsv").exists()
+    # results are as readable as any new file (not private, as a bare mkstemp would leave them)
+    assert (
+        workdir / "results" / "plain.tif" / "walk.json"
+    ).stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    # the per-input results are where they were before batches: results/<key>/
     for key in INPUTS.values():
-        for rule in PER_INPUT_RULES:
-            assert (workdir / "logs" / key / f"{rule}.log").exists()
-            assert (workdir / "logs" / key / f"{rule}.benchmark.tsv").exists()
+        assert {"walk.json", "scenes.jsonl", "container.json", "image.jsonl", "views"} <= {
+            p.name for p in (workdir / "results" / key).iterdir()
+        }
 
 
 def test_rerun_with_nothing_changed_runs_no_job(done: tuple[Path, str]) -> None:
@@ -216,10 +281,12 @@ def test_rerun_with_nothing_changed_runs_no_job(done: tuple[Path, str]) -> None:
     assert "Nothing to be done" in output
 
 
-def test_changed_file_reruns_only_its_jobs(workspace: Path) -> None:
+def test_changed_file_recomputes_only_itself(workspace: Path) -> None:
     write_tiff(workspace / "data" / "plain.tif", seed=100)
-    assert jobs(snakemake(workspace, "-n")) == jobs_of("plain.tif")
-    assert jobs(snakemake(workspace)) == jobs_of("plain.tif")
+    assert jobs(snakemake(workspace, "-n")) == jobs_of(workspace, "plain.tif")
+    ran, done, _ = run_and_see(workspace)
+    assert ran == jobs_of(workspace, "plain.tif")
+    assert done == only("plain.tif")  # the other inputs of its batch are reused, not recomputed
     expected = json_lines(run_cli("hash", "data/plain.tif", cwd=workspace, check=True).stdout)
     (row,) = [r for r in index_rows(workspace) if r["input"] == "plain.tif"]
     assert row["iscc_code"] == expected[0]["iscc_code"]
@@ -232,54 +299,41 @@ def test_changed_chunk_reruns_only_its_store(workspace: Path) -> None:
     array = store_array(store)
     array[1, 9, 9] = array[1, 9, 9] + 1  # one chunk file rewritten, deep inside the store
     assert store.stat().st_mtime_ns == before  # so the store's own mtime cannot tell
-    assert jobs(snakemake(workspace)) == jobs_of("store.ome.zarr")
+    ran, done, _ = run_and_see(workspace)
+    assert ran == jobs_of(workspace, "store.ome.zarr") and done == only("store.ome.zarr")
     expected = json_lines(run_cli("hash", "data/store.ome.zarr", cwd=workspace, check=True).stdout)
     (row,) = [r for r in index_rows(workspace) if r["input"] == "store.ome.zarr"]
     assert row["iscc_code"] == expected[0]["iscc_code"]
     assert jobs(snakemake(workspace)) == []
 
 
-def test_added_file_runs_only_its_jobs(workspace: Path) -> None:
+def test_added_file_computes_only_itself(workspace: Path) -> None:
+    before = batches(workspace)
     write_tiff(workspace / "data" / "sub" / "new.tif", seed=9)
-    assert jobs(snakemake(workspace)) == jobs_of("sub/new.tif")
+    ran, done, _ = run_and_see(workspace)
+    assert done == only("sub/new.tif")
     assert "sub/new.tif" in {row["input"] for row in index_rows(workspace)}
+    # membership is stable: the batches without the new input are the batches they were
+    after = batches(workspace)
+    changed = {batch for batch in after if after[batch] != before.get(batch)}
+    assert batch_of(workspace, "sub/new.tif") in changed and len(changed) <= 2
+    assert {b: names for b, names in after.items() if b not in changed} == {
+        b: names for b, names in before.items() if b not in changed and b in after
+    }
+    assert ran == sorted([(rule, batch) for batch in changed for rule in BATCH_RULES] + RUN_WIDE)
 
 
-def test_removed_file_reruns_only_the_index(workspace: Path) -> None:
+def test_removed_file_recomputes_nothing(workspace: Path) -> None:
     (workspace / "data" / "a_b.tif").unlink()
-    assert jobs(snakemake(workspace)) == RUN_WIDE
+    ran, done, _ = run_and_see(workspace)
+    assert done == only()  # its batch reruns (its input list changed), reusing every other input
+    assert {rule for rule, _ in ran} <= {*BATCH_RULES, "index", "all"}
     assert "a_b.tif" not in {row["input"] for row in index_rows(workspace)}
 
 
 def test_input_inside_another_is_refused(workspace: Path) -> None:
     output = snakemake(workspace, "-n", "--config", "inputs=[data/store.ome.zarr/.zattrs]", check=False)
     assert "lies inside input data/store.ome.zarr" in output
-
-
-def test_failed_record_names_the_crash(tmp_path: Path) -> None:
-    """The rules' fallback when a command dies instead of recording its error."""
-    scenes, container = tmp_path / "scenes.jsonl", tmp_path / "container.json"
-    run_cli(
-        "failed-record", "hash", "--exit-status", "139", "--scenes-output", str(scenes),
-        "-o", str(container), "--", "x.czi", check=True,
-    )  # fmt: skip
-    (scene,) = json_lines(scenes.read_text())
-    record = json.loads(container.read_text())
-    for item in (scene, record):
-        records.validate(item)
-        assert item["status"] == "failed" and "status 139 (killed by SIGSEGV)" in item["error"]
-    run_cli(
-        "failed-record", "walk", "--exit-status", "1", "-o", str(tmp_path / "w.json"), "x.czi", check=True
-    )
-    records.validate(json.loads((tmp_path / "w.json").read_text()))
-    for kind, expected in (("views", "bioiscc.views"), ("mix", "bioiscc.image")):
-        target = tmp_path / f"{kind}.jsonl"
-        run_cli("failed-record", kind, "--exit-status", "137", "-o", str(target), "--", "x.czi", check=True)
-        (record,) = json_lines(target.read_text())
-        records.validate(record)
-        assert record["kind"] == expected and "killed by SIGKILL" in record["error"]
-    # results are as readable as any new file (not private, as a bare mkstemp would leave them)
-    assert (tmp_path / "w.json").stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def current_umask() -> int:
@@ -289,11 +343,10 @@ def current_umask() -> int:
 
 
 def test_changed_parameter_reruns_only_the_rules_it_affects(workspace: Path) -> None:
-    output = snakemake(workspace, "--config", "simprints=True")
+    ran, done, _ = run_and_see(workspace, "--config", "simprints=True")
     # mix reads the scene records (for the composite ISCC-CODE), so it follows hash
-    assert jobs(output) == sorted(
-        [(rule, key) for key in INPUTS.values() for rule in ("hash", "mix")] + RUN_WIDE
-    )
+    assert ran == jobs_of(workspace, *INPUTS, rules=("hash", "mix", "index_batch"))
+    assert done == only(*INPUTS, steps=("hash", "mix"))  # the walks and views are reused
     scenes = json_lines((workspace / "results" / "plain.tif" / "scenes.jsonl").read_text())
     assert len(scenes[0]["simprints"]) == 2
 
@@ -307,10 +360,9 @@ def extra_config(workspace: Path, text: str) -> tuple[str, str]:
 
 def test_changed_view_settings_rerun_only_the_views(workspace: Path) -> None:
     options = extra_config(workspace, "views:\n  max_views: 1\n  bits: 64\n")
-    output = snakemake(workspace, *options)
-    assert jobs(output) == sorted(
-        [(rule, key) for key in INPUTS.values() for rule in ("extract_views", "mix")] + RUN_WIDE
-    )
+    ran, done, _ = run_and_see(workspace, *options)
+    assert ran == jobs_of(workspace, *INPUTS, rules=("extract_views", "mix", "index_batch"))
+    assert done == only(*INPUTS, steps=("views", "mix"))
     rows = index_rows(workspace)
     assert all(row["views"] == 1 and row["iscc_mixed"].startswith("ISCC:EQA") for row in rows), rows
     (expected,) = json_lines(
@@ -323,10 +375,9 @@ def test_changed_view_settings_rerun_only_the_views(workspace: Path) -> None:
 
 def test_views_disabled(workspace: Path) -> None:
     shutil.rmtree(workspace / "results")
-    output = snakemake(workspace, *extra_config(workspace, "views:\n  enabled: false\n"))
-    assert jobs(output) == sorted(
-        [(rule, key) for key in INPUTS.values() for rule in ("walk", "hash")] + RUN_WIDE
-    )
+    ran, done, _ = run_and_see(workspace, *extra_config(workspace, "views:\n  enabled: false\n"))
+    assert ran == jobs_of(workspace, *INPUTS, rules=("walk", "hash", "index_batch"))
+    assert done == only(*INPUTS, steps=("walk", "hash"))
     rows = index_rows(workspace)
     assert all(row["status"] == "ok" and row["iscc_mixed"] is None for row in rows)
     assert all(row["views_status"] is None for row in rows)
@@ -336,22 +387,33 @@ def test_views_disabled(workspace: Path) -> None:
 
 def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
     (workspace / "data" / "broken.tif").write_bytes(b"II*\x00" + b"\x00garbage" * 8)
-    output = snakemake(workspace)
-    assert jobs(output) == jobs_of("broken.tif")
+    ran, done, output = run_and_see(workspace)
+    assert done == only("broken.tif")
     rows = index_rows(workspace)
     (broken,) = [row for row in rows if row["input"] == "broken.tif"]
     assert broken["status"] == "failed" and broken["iscc_code"] is None and broken["error"]
     assert broken["views_status"] == "failed" and "corrupt or truncated TIFF" in broken["views_error"]
     assert all(row["status"] == row["views_status"] == "ok" for row in rows if row["input"] != "broken.tif")
-    assert "bioiscc index: 8 inputs, 9 scenes: 8 done, 1 failed; views: 8 done, 1 failed" in output
+    assert (
+        "bioiscc index: 8 inputs, 9 scenes: 8 done, 1 failed; views: 8 done, 1 failed (failed: broken.tif)"
+        in output
+    )
     tsv = (workspace / "results" / "index.tsv").read_text()
     assert "broken.tif\t\t\tfailed" in tsv
 
     # the next run retries it (and only it); once it is readable it stays done
-    assert jobs(snakemake(workspace)) == jobs_of("broken.tif")
+    ran, done, output = run_and_see(workspace)
+    assert ran == jobs_of(workspace, "broken.tif") and done == only("broken.tif")
+    assert (
+        f"batch {batch_of(workspace, 'broken.tif')}: retrying 1 input(s) that failed last time: "
+        "data/broken.tif" in output
+    )
     write_tiff(workspace / "data" / "broken.tif", seed=11)
-    assert jobs(snakemake(workspace)) == jobs_of("broken.tif")
+    ran, done, _ = run_and_see(workspace)
+    assert ran == jobs_of(workspace, "broken.tif") and done == only("broken.tif")
     assert all(row["status"] == "ok" for row in index_rows(workspace))
+    ran, done, _ = run_and_see(workspace)  # the batch reruns once more, as its failure is gone
+    assert done == only()
     assert jobs(snakemake(workspace)) == []
 
 
@@ -384,7 +446,8 @@ rule all:
     )
     facility = tmp_path / "Snakefile"
     ran = jobs(snakemake(tmp_path, snakefile=facility))
-    assert ("bioiscc_walk", "plain.tif") in ran and ("bioiscc_index", None) in ran
+    (batch,) = batches(tmp_path, prefix="imaging")  # the default batch_size: one batch here
+    assert ("bioiscc_walk", batch) in ran and ("bioiscc_index", None) in ran
     rows = json_lines((tmp_path / "imaging" / "results" / "index.jsonl").read_text())
     keys = {**INPUTS, "broken.tif": "broken.tif"}
     assert [row.pop("container") for row in rows] == [
@@ -393,17 +456,14 @@ rule all:
     expected = [{k: v for k, v in row.items() if k != "container"} for row in index_rows(done[0])]
     assert [row for row in rows if row["input"] != "broken.tif"] == expected
     assert [row["status"] for row in rows if row["input"] == "broken.tif"] == ["failed"]
-    assert (tmp_path / "imaging" / "logs" / "plain.tif" / "walk.log").exists()
+    assert (tmp_path / "imaging" / "logs" / "_batches" / batch / "walk.log").exists()
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
-    # the failed input is retried under the prefix too, and nothing else reruns
-    assert jobs(snakemake(tmp_path, snakefile=facility)) == [
-        ("all", None),
-        ("bioiscc_extract_views", "broken.tif"),
-        ("bioiscc_hash", "broken.tif"),
-        ("bioiscc_index", None),
-        ("bioiscc_mix", "broken.tif"),
-        ("bioiscc_walk", "broken.tif"),
-    ]
+    # the failed input is retried under the prefix too, and nothing else is recomputed
+    since = time.time() - 0.01
+    assert jobs(snakemake(tmp_path, snakefile=facility)) == sorted(
+        [(f"bioiscc_{rule}", batch) for rule in BATCH_RULES] + [("all", None), ("bioiscc_index", None)]
+    )
+    assert computed(tmp_path, since, prefix="imaging") == only("broken.tif")
 
 
 def test_bundled_sample_data(tmp_path: Path) -> None:
@@ -463,3 +523,29 @@ def test_conda_environment_lists_the_package_dependencies() -> None:
     env = yaml.safe_load((REPO / "envs" / "bioiscc.yaml").read_text())
     pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     assert {req for req in pip if not req.startswith("bioiscc")} == wanted
+
+
+def test_batches_of_any_size_give_the_same_index(done: tuple[Path, str], tmp_path: Path) -> None:
+    """One input per batch (as the workflow ran before batches) and all inputs in one batch."""
+    expected = index_rows(done[0])
+    for size in (1, 1000):
+        workdir = tmp_path / f"size{size}"
+        shutil.copytree(done[0] / "data", workdir / "data")
+        (workdir / "config").mkdir()
+        (workdir / "config" / "config.yaml").write_text(f"input_dir: data\nbatch_size: {size}\n")
+        snakemake(workdir)
+        assert len(batches(workdir)) == (len(INPUTS) if size == 1 else 1)
+        assert index_rows(workdir) == expected
+
+
+@pytest.mark.slow
+def test_scale_benchmark_small(tmp_path: Path) -> None:
+    """benchmarks/workflow_scale.py at a small size: it checks the job and input counts itself
+    (exactly one input recomputed after a change, the CZI copies sharing one code) and fails if not."""
+    script = REPO / "benchmarks" / "workflow_scale.py"
+    command = [sys.executable, str(script), "--tiff", "150", "--czi", "20", "--dag", "500"]
+    command += ["--batch-size", "20", "--cases", "tiff,czi,dag", "--workdir", str(tmp_path / "scale")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| tiff 150 | rerun, one input changed |" in result.stdout
+    assert "computed: data/plate_0000/image_000000.ome.tif only" in result.stdout

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from ._version import __version__
+from .cli_batch import batch_options, hash_step, refuse_with_batch, run_batch, walk_step
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
@@ -188,15 +189,46 @@ def _scene_failures(records: Iterable[dict[str, Any]]) -> list[tuple[Any, str]]:
     ]
 
 
-@main.command()
-@click.argument("source")
-@source_options
-@output_options
-def walk(source: str, source_kind: str, reader: str, output: str | None, record_errors: bool) -> None:
-    """List the scenes of SOURCE and their geometry (a bioiscc.walk manifest). Reads no pixels."""
+def sources_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--from FILE: more SOURCEs, one per line ('-': stdin), as `find ... |` gives them."""
+    return click.option(
+        "--from",
+        "from_file",
+        type=click.File("r", encoding="utf-8", errors="surrogateescape"),
+        help="Also read SOURCEs from this file, one per line ('-': stdin).",
+    )(func)
+
+
+def gather_sources(sources: tuple[str, ...], from_file: Any) -> list[str]:
+    """The SOURCE arguments, then those listed in --from."""
+    found = list(sources)
+    if from_file is not None:
+        found.extend(line.rstrip("\r\n") for line in from_file if line.strip())
+    return found
+
+
+def each_source(sources: list[str], one: Callable[[str], None]) -> None:
+    """Run a one-source command over several sources; one failure never stops the others.
+
+    Each source's records go to stdout in turn (JSON Lines), its errors to stderr. The exit code is
+    the worst of the sources' (1 when a source could not be read at all, 3 when some scenes failed).
+    """
+    worst = EXIT_OK
+    for source in sources:
+        try:
+            one(source)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+            worst = code if worst == EXIT_OK or code == EXIT_FAILED else worst
+    if worst != EXIT_OK:
+        sys.exit(worst)
+
+
+def _walk_records(
+    source: str, source_kind: str, reader: str, record_errors: bool
+) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
     from . import api
     from .errors import BioisccError
-    from .output import render
 
     try:
         record = api.walk(source, source=source_kind, reader=reader)
@@ -205,11 +237,77 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
             _fail(str(exc))
         record = api.failed_walk(source, getattr(exc, "cause", str(exc)))
     failures = [(s["index"], str(s["error"])) for s in record["scenes"] if s.get("status") == "failed"]
-    _finish(source, render([record], lines=False), output, failures, len(record["scenes"]), record_errors)
+    return record, failures
+
+
+def walk_one(
+    source: str, source_kind: str, reader: str, output: str | None, record_errors: bool, lines: bool = False
+) -> None:
+    """The walk manifest of one source, written to `output` (stdout: None) as RECORDS.md says."""
+    from .output import render
+
+    record, failures = _walk_records(source, source_kind, reader, record_errors)
+    _finish(source, render([record], lines=lines), output, failures, len(record["scenes"]), record_errors)
+
+
+@main.command()
+@click.argument("sources", nargs=-1)
+@sources_option
+@batch_options
+@source_options
+@output_options
+@progress_option
+def walk(
+    sources: tuple[str, ...],
+    from_file: Any,
+    batch_file: str | None,
+    batch_log: str | None,
+    retry_failed: bool,
+    source_kind: str,
+    reader: str,
+    output: str | None,
+    record_errors: bool,
+    progress: bool | None,
+) -> None:
+    """List the scenes of each SOURCE and their geometry (a bioiscc.walk manifest). Reads no pixels.
+
+    One SOURCE: one JSON document. Several (arguments or --from): one manifest per line. --batch:
+    DIR/walk.json per input (see `bioiscc.batch`).
+    """
+    if batch_file is not None:
+        refuse_with_batch(SOURCE=sources, output=output, **{"--from": from_file})
+        run_batch(walk_step(source_kind, reader), batch_file, batch_log, retry_failed, progress)
+        return
+    found = gather_sources(sources, from_file)
+    if not found:
+        raise click.UsageError("give a SOURCE (or --from FILE, or --batch FILE)")
+    if len(found) == 1:
+        walk_one(found[0], source_kind, reader, output, record_errors)
+        return
+    each_to(found, output, lambda s: walk_one(s, source_kind, reader, None, record_errors, lines=True))
+
+
+def each_to(sources: list[str], output: str | None, one: Callable[[str], None]) -> None:
+    """Several sources into one stream: stdout as each is done, or -o FILE once, atomically, at the end."""
+    if output is None:
+        each_source(sources, one)
+        return
+    import io
+
+    from .output import write_text
+
+    buffer, real_stdout = io.StringIO(), sys.stdout
+    try:
+        sys.stdout = buffer
+        each_source(sources, one)
+    finally:
+        sys.stdout = real_stdout
+        if buffer.getvalue():  # a run in which every source failed writes nothing
+            write_text(buffer.getvalue(), output)
 
 
 @main.command(name="hash")
-@click.argument("source", required=False)
+@click.argument("sources", nargs=-1)
 @click.option(
     "--manifest", type=click.Path(exists=True, dir_okay=False), help="A walk manifest instead of SOURCE."
 )
@@ -218,11 +316,60 @@ def walk(source: str, source_kind: str, reader: str, output: str | None, record_
 @click.option(
     "--narrow", is_flag=True, help="ISO-conformant 64-bit ISCC-SUM (ISCC:KUA…) instead of the wide one."
 )
+@click.option(
+    "--no-raw", is_flag=True, help="(--batch) Skip the raw-bytes ISCC-SUM in each input's container."
+)
+@sources_option
+@batch_options
 @source_options
 @output_options
 @threads_option
 @progress_option
 def hash_command(
+    sources: tuple[str, ...],
+    manifest: str | None,
+    scenes: tuple[int, ...],
+    simprints: bool,
+    narrow: bool,
+    no_raw: bool,
+    from_file: Any,
+    batch_file: str | None,
+    batch_log: str | None,
+    retry_failed: bool,
+    source_kind: str,
+    reader: str,
+    output: str | None,
+    record_errors: bool,
+    progress: bool | None,
+) -> None:
+    """The ISCC-SUM of each scene of each SOURCE (bioiscc.scene records, one JSON per line).
+
+    --batch: for each input, its scene records (DIR/scenes.jsonl) and biocode container
+    (DIR/container.json, with the raw-bytes ISCC-SUM unless --no-raw) from its walk manifest
+    DIR/walk.json, as the workflow's hash rule writes them (see `bioiscc.batch`).
+    """
+    if batch_file is not None:
+        refuse_with_batch(
+            SOURCE=sources, output=output, manifest=manifest, scene=scenes, **{"--from": from_file}
+        )
+        run_batch(hash_step(simprints, narrow, not no_raw), batch_file, batch_log, retry_failed, progress)
+        return
+    found = gather_sources(sources, from_file)
+    if (not found) == (manifest is None):
+        raise click.UsageError("give either SOURCE(s) or --manifest WALK.json")
+
+    def one(source: str | None, target: str | None) -> None:
+        hash_one(
+            source, manifest, scenes, simprints, narrow, source_kind, reader, target, record_errors, progress
+        )
+
+    if len(found) <= 1:
+        one(found[0] if found else None, output)
+        return
+    each_to(found, output, lambda source: one(source, None))
+
+
+def hash_one(
     source: str | None,
     manifest: str | None,
     scenes: tuple[int, ...],
@@ -234,9 +381,7 @@ def hash_command(
     record_errors: bool,
     progress: bool | None,
 ) -> None:
-    """The ISCC-SUM of each scene of SOURCE (bioiscc.scene records, one JSON per line)."""
-    if (source is None) == (manifest is None):
-        raise click.UsageError("give either SOURCE or --manifest WALK.json")
+    """The scene records of one source (or of the source a walk manifest describes)."""
     from . import api, records
     from .errors import BioisccError
     from .output import render

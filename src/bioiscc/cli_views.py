@@ -22,6 +22,13 @@ COMMANDS = ("extract-views", "mix", "imagecode", "views", "scenes", "thumb")
 
 from . import cli  # noqa: E402
 from .cli import EXIT_INCOMPLETE, _fail, scenes_option, source_options, threads_option  # noqa: E402
+from .cli_batch import (  # noqa: E402
+    batch_options,
+    mix_step,
+    refuse_with_batch,
+    run_batch,
+    views_step,
+)
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -153,29 +160,45 @@ def _chosen_scenes(source: str, infos: list[SceneInfo], chosen: Sequence[int]) -
 
 
 @_group().command(name="extract-views")
-@click.argument("source")
+@click.argument("source", required=False)
 @click.option("--scene", type=click.IntRange(min=0), default=0, show_default=True, help="Scene index.")
 @click.option(
     "-o",
     "--output-dir",
     type=click.Path(file_okay=False),
-    required=True,
-    help="Folder for views.json and the view PNGs.",
+    help="Folder for views.json and the view PNGs (required without --batch).",
 )
 @view_options(DEFAULT_MAX_VIEWS)
 @source_options
 @record_errors_option
+@batch_options
+@click.option("--progress/--no-progress", default=None, help="(--batch) Show progress on stderr.")
 def extract_views(
-    source: str,
+    source: str | None,
     scene: int,
-    output_dir: str,
+    output_dir: str | None,
     strategies: tuple[str, ...],
     max_views: int,
     source_kind: str,
     reader: str,
     record_errors: bool,
+    batch_file: str | None,
+    batch_log: str | None,
+    retry_failed: bool,
+    progress: bool | None,
 ) -> None:
-    """Extract the views of one scene of SOURCE: 8-bit PNGs and DIR/views.json (bioiscc.views)."""
+    """Extract the views of one scene of SOURCE: 8-bit PNGs and DIR/views.json (bioiscc.views).
+
+    --batch: every scene of each input, into DIR/views/ (PNGs in scene-K/, one views record per scene
+    in views.jsonl), as the workflow's extract_views rule writes them (see `bioiscc.batch`).
+    """
+    if batch_file is not None:
+        refuse_with_batch(SOURCE=source, output_dir=output_dir)
+        step = views_step(_strategies(strategies), max_views, source_kind, reader)
+        run_batch(step, batch_file, batch_log, retry_failed, progress)
+        return
+    if source is None or output_dir is None:
+        raise click.UsageError("give SOURCE and -o DIR (or --batch FILE)")
     _require_view_libraries()
     from .errors import BioisccError
     from .output import render, write_text
@@ -216,7 +239,7 @@ def extract_views(
 
 
 @_group().command()
-@click.argument("views_json", type=click.Path(dir_okay=False))
+@click.argument("views_json", type=click.Path(dir_okay=False), required=False)
 @click.option(
     "--sum",
     "scene_json",
@@ -235,13 +258,41 @@ def extract_views(
     help="Write to this file (atomically) instead of stdout.",
 )
 @record_errors_option
-def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, record_errors: bool) -> None:
+@batch_options
+@click.option("--progress/--no-progress", default=None, help="(--batch) Show progress on stderr.")
+def mix(
+    views_json: str | None,
+    scene_json: str | None,
+    bits: str,
+    output: str | None,
+    record_errors: bool,
+    batch_file: str | None,
+    batch_log: str | None,
+    retry_failed: bool,
+    progress: bool | None,
+) -> None:
     """ISCC-IMAGE of each view of VIEWS_JSON, the scene's ISCC-MIXED, and with --sum its ISCC-CODE.
 
     VIEWS_JSON is a views.json, or the JSON Lines of `views -o DIR` saved in DIR (one scene a line):
     one bioiscc.image record per views record (JSON Lines). PNG paths in VIEWS_JSON are relative to
     its folder; in the output, to the folder of -o FILE (to VIEWS_JSON's folder on stdout).
+
+    --batch: for each input, DIR/image.jsonl from DIR/views/views.jsonl and DIR/scenes.jsonl, as the
+    workflow's mix rule writes it (see `bioiscc.batch`).
     """
+    if batch_file is not None:
+        refuse_with_batch(VIEWS_JSON=views_json, output=output, sum=scene_json)
+        run_batch(mix_step(int(bits)), batch_file, batch_log, retry_failed, progress)
+        return
+    if views_json is None:
+        raise click.UsageError("give VIEWS_JSON (or --batch FILE)")
+    mix_one(views_json, scene_json, int(bits), output, record_errors)
+
+
+def mix_one(
+    views_json: str, scene_json: str | None, bits: int, output: str | None, record_errors: bool
+) -> None:
+    """The image records of one views record file (see `mix`)."""
     _require_view_libraries()
     from .errors import InputError
     from .output import read_records, render, write_text
@@ -252,7 +303,7 @@ def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, 
         if scene_records is not None and views_record.get("status") == "ok":
             scene_record = views_api.pick_scene_record(scene_records, views_record, str(scene_json))
         return views_api.mix(
-            views_record, Path(views_json).parent, bits=int(bits), scene_record=scene_record, where=views_json
+            views_record, Path(views_json).parent, bits=bits, scene_record=scene_record, where=views_json
         )
 
     try:
@@ -266,7 +317,7 @@ def mix(views_json: str, scene_json: str | None, bits: str, output: str | None, 
             _fail(str(exc))
         results = [
             views_api.records.image_record(
-                views_json, format=None, reader=None, info=None, bits=int(bits), error=exc.cause
+                views_json, format=None, reader=None, info=None, bits=bits, error=exc.cause
             )
         ]
     if output is not None:
@@ -455,6 +506,31 @@ def views(
     record_errors: bool,
 ) -> None:
     """Views of every scene of SOURCE (bioiscc.views records, JSON Lines); PNGs with -o DIR."""
+    folder = Path(output_dir) if output_dir else None
+    views_to(
+        source, folder, None, _strategies(strategies), max_views, scenes, source_kind, reader, record_errors
+    )
+
+
+def views_into(
+    source: str, folder: Path, strategies: tuple[str, ...], max_views: int, source_kind: str, reader: str
+) -> None:
+    """Every scene's views of SOURCE into `folder` (scene-K/ PNGs) and `folder`/views.jsonl."""
+    views_to(source, folder, folder / "views.jsonl", strategies, max_views, (), source_kind, reader, True)
+
+
+def views_to(
+    source: str,
+    folder: Path | None,
+    records_output: Path | None,
+    strategies: tuple[str, ...],
+    max_views: int,
+    scenes: tuple[int, ...],
+    source_kind: str,
+    reader: str,
+    record_errors: bool,
+) -> None:
+    """The views records of SOURCE to `records_output` (stdout: None), their PNGs into `folder`."""
     _require_view_libraries()
     from .errors import BioisccError
     from .output import render, write_text
@@ -462,7 +538,7 @@ def views(
 
     def work(src: Source, infos: list[SceneInfo]) -> tuple[Any, list[Any]]:
         found = [
-            views_api.scene_views(src, info, strategies=_strategies(strategies), max_views=max_views)
+            views_api.scene_views(src, info, strategies=strategies, max_views=max_views)
             for info in _chosen_scenes(shown(source), infos, scenes)
         ]
         return views_api.Origin.of(src), found
@@ -475,9 +551,10 @@ def views(
         failed = views_api.records.views_record(
             shown(source), format=None, reader=None, info=None, error=getattr(exc, "cause", str(exc))
         )
-        _conclude(shown(source), [], 1, True, lambda: write_text(render([failed], lines=True), None))
+        _conclude(
+            shown(source), [], 1, True, lambda: write_text(render([failed], lines=True), records_output)
+        )
         return
-    folder = Path(output_dir) if output_dir else None
     results = [views_api.views_record_of(origin, o, _scene_names(o, folder)) for o in outcomes]
 
     def write() -> None:
@@ -485,7 +562,7 @@ def views(
             for outcome in outcomes:
                 if outcome.views is not None:
                     _write_scene_folder(views_api, origin, outcome, folder)
-        write_text(render(results, lines=True), None)
+        write_text(render(results, lines=True), records_output)
 
     _conclude(shown(source), _failures(results), len(results), record_errors, write)
 

@@ -14,8 +14,6 @@ by the import at the end of `bioiscc.cli`; heavy imports stay inside the command
 from __future__ import annotations
 
 import os
-import signal
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -85,6 +83,19 @@ def container(
     changed since the walk), in one process; --scenes-output also writes the scene records, so that
     `hash --manifest` need not read the pixels a second time.
     """
+    container_one(manifest, scenes_output, simprints, no_raw, narrow, output, record_errors)
+
+
+def container_one(
+    manifest: str,
+    scenes_output: str | None,
+    simprints: bool,
+    no_raw: bool,
+    narrow: bool,
+    output: str | None,
+    record_errors: bool,
+) -> None:
+    """The container (and scene records) of the source a walk manifest describes."""
     from . import api, records
     from .errors import BioisccError, describe
     from .fingerprint import raw_chunks
@@ -156,10 +167,21 @@ def container(
     "(`bioiscc mix` JSON Lines) in the file NAME beside each container.",
 )
 @click.option(
-    "--retry-marker",
-    metavar="NAME",
-    help="For each container with a failed scene, write a new token into the file NAME beside it "
-    "(the workflow passes the token to the input's walk, so that its next run retries that input).",
+    "--batch",
+    "batch_file",
+    metavar="FILE",
+    help="Also index the container.json in the dir of each input of this batch file (see `hash --batch`).",
+)
+@click.option(
+    "--rows-output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the rows, with their views' PNG paths, here (JSON Lines), for a later `index --rows-from`.",
+)
+@click.option(
+    "--rows-from",
+    type=click.File("r", encoding="utf-8"),
+    help="Index the rows of the `--rows-output` files listed in this file, one path per line ('-': "
+    "stdin), instead of reading containers: a cheap merge of indexes made batch by batch.",
 )
 def index(
     containers: tuple[str, ...],
@@ -169,7 +191,9 @@ def index(
     html_path: str | None,
     base: str | None,
     images: str | None,
-    retry_marker: str | None,
+    batch_file: str | None,
+    rows_output: str | None,
+    rows_from: IO[str] | None,
 ) -> None:
     """One row per scene of the given biocode containers, and a summary line on stderr.
 
@@ -180,13 +204,48 @@ def index(
     could not be read at all gives one failed row without a scene. Rows are sorted by input, then
     scene; the HTML table shows each scene's views beside its codes.
     """
-    from .output import dumps, read_records, write_text
+    from .output import dumps, write_text
 
     paths = list(containers)
     if from_file is not None:
         paths.extend(line.rstrip("\r\n") for line in from_file if line.strip())
+    if batch_file is not None:
+        paths.extend(str(item.folder / "container.json") for item in _batch_items(batch_file))
+    rows = _container_rows(paths, base, images)
+    inputs = len(paths)
+    if rows_from is not None:
+        merged, inputs_merged = _merged_rows(line.rstrip("\r\n") for line in rows_from if line.strip())
+        rows.extend(merged)
+        inputs += inputs_merged
+    rows.sort(key=lambda row: (row["input"], -1 if row["scene"] is None else row["scene"]))
+
+    with_views = images is not None or any(row["views_status"] is not None for row in rows)
+    summary = summary_line(rows, inputs, with_views=with_views)
+    if rows_output is not None:
+        write_text("".join(dumps(_stored(row)) + "\n" for row in rows), rows_output)
+    if tsv is not None:
+        write_text(render_tsv(rows), tsv)
+    if html_path is not None:
+        write_text(render_html(rows, summary), html_path)
+    if jsonl is not None or (tsv is None and html_path is None and rows_output is None):
+        write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
+    click.echo(summary, err=True)
+
+
+def _batch_items(batch_file: str) -> list[Any]:
+    from .batch import BatchFileError, read_items
+
+    try:
+        return read_items(batch_file)
+    except BatchFileError as exc:
+        _fail(str(exc))
+
+
+def _container_rows(paths: list[str], base: str | None, images: str | None) -> list[dict[str, Any]]:
+    """The rows of the containers at `paths` (and of their image records)."""
+    from .output import read_records
+
     rows: list[dict[str, Any]] = []
-    failed_inputs: list[str] = []
     for path in paths:
         try:
             (record,) = read_records(path)
@@ -196,24 +255,39 @@ def index(
         if images is not None:
             add_images(these, Path(path).parent / images)
         rows.extend(these)
-        if any(row["status"] != "ok" or row["views_status"] == "failed" for row in these):
-            failed_inputs.append(path)
-    rows.sort(key=lambda row: (row["input"], -1 if row["scene"] is None else row["scene"]))
+    return rows
 
-    summary = summary_line(rows, len(paths), with_views=images is not None)
-    if tsv is not None:
-        write_text(render_tsv(rows), tsv)
-    if html_path is not None:
-        write_text(render_html(rows, summary), html_path)
-    if jsonl is not None or (tsv is None and html_path is None):
-        write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
-    if retry_marker:
-        token = f"{time.time_ns()}\n"
-        for path in failed_inputs:
-            write_text(token, Path(path).parent / retry_marker)
-        if failed_inputs:
-            summary += f" ({len(failed_inputs)} input(s) with failures will be retried on the next run)"
-    click.echo(summary, err=True)
+
+#: the key under which `--rows-output` keeps a row's view PNGs (paths as given to index)
+PNGS_KEY = "view_pngs"
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as `--rows-output` keeps it: public fields and its view PNGs."""
+    return {**public(row), PNGS_KEY: [[view_id, str(path)] for view_id, path in row.get("_pngs") or []]}
+
+
+def _merged_rows(files: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
+    """The rows kept by `--rows-output` in each of `files`, and how many inputs they are of."""
+    import json
+
+    rows: list[dict[str, Any]] = []
+    containers: set[str] = set()
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as stream:
+                for line in stream:
+                    if not line.strip():
+                        continue
+                    stored = json.loads(line)
+                    pngs = stored.pop(PNGS_KEY, None) or []
+                    row = _row({}, **{key: stored.get(key) for key in INDEX_FIELDS})
+                    row["_pngs"] = [(view_id, Path(path)) for view_id, path in pngs]
+                    rows.append(row)
+                    containers.add(str(row["container"]))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            _fail(f"{name}: not a file of index rows ({type(exc).__name__}: {exc})")
+    return rows, len(containers)
 
 
 def index_rows(record: dict[str, Any], path: str, base: str | None) -> Iterator[dict[str, Any]]:
@@ -326,12 +400,20 @@ def _tsv_value(value: Any) -> str:
     return str(value)
 
 
+#: failed inputs the summary line names at most
+NAMED_FAILURES = 3
+
+
 def summary_line(rows: list[dict[str, Any]], inputs: int, with_views: bool = False) -> str:
     done = sum(row["status"] == "ok" for row in rows)
     line = f"bioiscc index: {inputs} inputs, {len(rows)} scenes: {done} done, {len(rows) - done} failed"
     if with_views:
         views_done = sum(row["views_status"] == "ok" for row in rows)
         line += f"; views: {views_done} done, {len(rows) - views_done} failed"
+    failed = sorted({row["input"] for row in rows if _row_state(row) == "failed"})
+    if failed:
+        more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
+        line += f" (failed: {', '.join(failed[:NAMED_FAILURES])}{more})"
     return line
 
 
@@ -435,54 +517,3 @@ def _thumbnail_uri(path: Path) -> str | None:
     except (OSError, UnidentifiedImageError, ValueError):
         return None
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-@main.command(name="failed-record", hidden=True)
-@click.argument("kind", type=click.Choice(["walk", "hash", "views", "mix"]))
-@click.argument("source")
-@click.option("--exit-status", type=int, required=True, help="The exit status of the command that failed.")
-@click.option(
-    "--scenes-output", type=click.Path(dir_okay=False, writable=True), help="(hash) The scene record."
-)
-@click.option("--bits", type=click.Choice(["256", "64"]), default="256", help="(mix) The code bits.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
-def failed_record(
-    kind: str, source: str, exit_status: int, scenes_output: str | None, bits: str, output: str
-) -> None:
-    """Write the failed records of SOURCE that KIND would have written with --record-errors.
-
-    The workflow's fallback for a command that crashed instead of recording its error (a reader
-    killed by a signal, say): `walk` writes the walk manifest; `hash` the container and, with
-    --scenes-output, the scene record; `views` a views record and `mix` an image record (JSON Lines).
-    """
-    from . import api, records
-    from .output import render, write_text
-
-    error = f"bioiscc exited with status {exit_status}{_signal_note(exit_status)}; see the {kind} log"
-    if kind == "walk":
-        write_text(render([api.failed_walk(source, error)], lines=False), output)
-        return
-    if kind in ("views", "mix"):
-        from .views import records as view_records
-
-        failed = (
-            view_records.views_record(source, format=None, reader=None, info=None, error=error)
-            if kind == "views"
-            else view_records.image_record(
-                source, format=None, reader=None, info=None, bits=int(bits), error=error
-            )
-        )
-        write_text(render([failed], lines=True), output)
-        return
-    if scenes_output is not None:
-        failed = records.scene_record(source, format=None, reader=None, info=None, error=error)
-        write_text(render([failed], lines=True), scenes_output)
-    write_text(render([api.failed_biocode(source, error)], lines=False), output)
-
-
-def _signal_note(status: int) -> str:
-    number = status - 128 if status > 128 else -status if status < 0 else 0
-    try:
-        return f" (killed by {signal.Signals(number).name})" if number else ""
-    except ValueError:
-        return ""

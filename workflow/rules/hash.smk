@@ -1,20 +1,25 @@
-# Per input, two jobs: walk (its scenes and their geometry) and hash (every scene's ISCC-SUM, and
-# the input's container with the raw-bytes ISCC-SUM, in one process). Never a job per scene: each
-# job pays the start-up of Python and of the reader (about 1.5 s for bioio) once. The threads are
-# truthful: with one thread, hash reads and hashes in turn (--threads 1, no read-ahead thread).
+# Per batch of inputs (see "batches" in common.smk; its batch file, results/_batches/<batch>/
+# inputs.jsonl, names each input's source and result folder), one job each: walk (the scenes and
+# their geometry), hash (every
+# scene's ISCC-SUM, and the input's container with the raw-bytes ISCC-SUM). A job runs one process
+# over its batch, which reuses every input whose results are current and recomputes the others;
+# its output is the batch log (which inputs were computed or reused, their status). The per-input
+# results are results/<key>/walk.json, scenes.jsonl and container.json, as one command per input
+# writes them. The threads are truthful: with one thread, hash reads and hashes in turn.
 
 
 rule walk:
     input:
-        input_path,
+        batch="results/_batches/{batch}/inputs.jsonl",
+        sources=batch_sources,
     output:
-        "results/{key}/walk.json",
+        "results/_batches/{batch}/walk.jsonl",
     log:
-        "logs/{key}/walk.log",
+        "logs/_batches/{batch}/walk.log",
     benchmark:
-        "logs/{key}/walk.benchmark.tsv"
+        "logs/_batches/{batch}/walk.benchmark.tsv"
     group:
-        "bioiscc_input"
+        "bioiscc_batch"
     conda:
         "../../envs/bioiscc.yaml"
     threads: 1
@@ -22,28 +27,25 @@ rule walk:
         mem_mb=light_mem_mb,
         runtime=walk_runtime,
     params:
-        source=input_source,
-        fingerprint=input_fingerprint,
-        retry=retry_token,
+        fingerprint=batch_fingerprint,
+        retry=batch_retry,
+        options=flags(retry_failed=config["retry_failed"], no_progress=True),
     shell:
-        "(bioiscc walk --record-errors -o {output:q} -- {params.source:q}"
-        " || bioiscc failed-record walk --exit-status $? -o {output:q} -- {params.source:q})"
-        " 2> {log:q}"
+        "bioiscc walk --batch {input.batch:q} --batch-log {output:q} {params.options} 2> {log:q}"
 
 
 rule hash:
     input:
-        walk="results/{key}/walk.json",
-        source=input_path,
+        batch="results/_batches/{batch}/inputs.jsonl",
+        walk="results/_batches/{batch}/walk.jsonl",
     output:
-        scenes="results/{key}/scenes.jsonl",
-        container="results/{key}/container.json",
+        "results/_batches/{batch}/hash.jsonl",
     log:
-        "logs/{key}/hash.log",
+        "logs/_batches/{batch}/hash.log",
     benchmark:
-        "logs/{key}/hash.benchmark.tsv"
+        "logs/_batches/{batch}/hash.benchmark.tsv"
     group:
-        "bioiscc_input"
+        "bioiscc_batch"
     conda:
         "../../envs/bioiscc.yaml"
     threads: read_threads
@@ -51,15 +53,13 @@ rule hash:
         mem_mb=read_mem_mb,
         runtime=runtime_minutes,
     params:
-        source=input_source,
         options=flags(
             simprints=config["simprints"],
             narrow=config["narrow"],
             no_raw=not config["raw_sum"],
+            retry_failed=config["retry_failed"],
+            no_progress=True,
         ),
     shell:
-        "(bioiscc container --manifest {input.walk:q} --scenes-output {output.scenes:q}"
-        " --record-errors {params.options} --threads {threads} -o {output.container:q}"
-        " || bioiscc failed-record hash --exit-status $? --scenes-output {output.scenes:q}"
-        " -o {output.container:q} -- {params.source:q})"
-        " 2> {log:q}"
+        "bioiscc hash --batch {input.batch:q} --batch-log {output:q} {params.options}"
+        " --threads {threads} 2> {log:q}"

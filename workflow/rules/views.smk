@@ -1,21 +1,22 @@
-# Per input, two more jobs (with views enabled): extract_views (each scene's views as 8-bit PNGs, and
-# their records) and mix (each view's ISCC-IMAGE, the scene's ISCC-MIXED, and with the scene's
-# ISCC-SUM its composite ISCC-CODE). Same defaults as `bioiscc imagecode`, so its codes equal the
-# workflow's. The algorithm is docs/views.md (bioiscc-views/1).
+# Per batch (with views enabled), two more jobs: extract_views (each scene's views as 8-bit PNGs,
+# and their records, in results/<key>/views/) and mix (each view's ISCC-IMAGE, the scene's
+# ISCC-MIXED, and with the scene's ISCC-SUM its composite ISCC-CODE, in results/<key>/image.jsonl).
+# Same defaults as `bioiscc imagecode`, so its codes equal the workflow's. The algorithm is
+# docs/views.md (bioiscc-views/1).
 
 
 rule extract_views:
     input:
-        walk="results/{key}/walk.json",
-        source=input_path,
+        batch="results/_batches/{batch}/inputs.jsonl",
+        walk="results/_batches/{batch}/walk.jsonl",
     output:
-        directory("results/{key}/views"),
+        "results/_batches/{batch}/views.jsonl",
     log:
-        "logs/{key}/extract_views.log",
+        "logs/_batches/{batch}/extract_views.log",
     benchmark:
-        "logs/{key}/extract_views.benchmark.tsv"
+        "logs/_batches/{batch}/extract_views.benchmark.tsv"
     group:
-        "bioiscc_input"
+        "bioiscc_batch"
     conda:
         "../../envs/bioiscc.yaml"
     threads: 1
@@ -23,30 +24,26 @@ rule extract_views:
         mem_mb=read_mem_mb,
         runtime=runtime_minutes,
     params:
-        source=input_source,
-        options=view_options(config["views"]),
+        views=view_options(config["views"]),
+        options=flags(retry_failed=config["retry_failed"], no_progress=True),
     shell:
-        # views.jsonl sits in the folder of the PNGs: their paths in it are relative to it.
-        "mkdir -p {output:q}"
-        " && (bioiscc views {params.options} -o {output:q} --record-errors -- {params.source:q}"
-        " > {output:q}/views.jsonl"
-        " || bioiscc failed-record views --exit-status $? -o {output:q}/views.jsonl"
-        " -- {params.source:q})"
-        " 2> {log:q}"
+        "bioiscc extract-views --batch {input.batch:q} --batch-log {output:q} {params.views}"
+        " {params.options} 2> {log:q}"
 
 
 rule mix:
     input:
-        views="results/{key}/views",
-        scenes="results/{key}/scenes.jsonl",
+        batch="results/_batches/{batch}/inputs.jsonl",
+        views="results/_batches/{batch}/views.jsonl",
+        hashed="results/_batches/{batch}/hash.jsonl",
     output:
-        "results/{key}/image.jsonl",
+        "results/_batches/{batch}/mix.jsonl",
     log:
-        "logs/{key}/mix.log",
+        "logs/_batches/{batch}/mix.log",
     benchmark:
-        "logs/{key}/mix.benchmark.tsv"
+        "logs/_batches/{batch}/mix.benchmark.tsv"
     group:
-        "bioiscc_input"
+        "bioiscc_batch"
     conda:
         "../../envs/bioiscc.yaml"
     threads: 1
@@ -54,11 +51,8 @@ rule mix:
         mem_mb=light_mem_mb,
         runtime=light_runtime,
     params:
-        source=input_source,
         bits=config["views"]["bits"],
+        options=flags(retry_failed=config["retry_failed"], no_progress=True),
     shell:
-        "(bioiscc mix {input.views:q}/views.jsonl --sum {input.scenes:q} --bits {params.bits}"
-        " --record-errors -o {output:q}"
-        " || bioiscc failed-record mix --exit-status $? --bits {params.bits} -o {output:q}"
-        " -- {params.source:q})"
-        " 2> {log:q}"
+        "bioiscc mix --batch {input.batch:q} --batch-log {output:q} --bits {params.bits}"
+        " {params.options} 2> {log:q}"

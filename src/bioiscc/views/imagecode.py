@@ -2,7 +2,10 @@
 
 - ISCC-IMAGE: iscc-core's `gen_image_code_v0` on the 1024 gray values of the exact 32 x 32 area
   average of the view's 8-bit gray image; 256 bits by default, 64 (the ISO default) on request. The
-  64-bit code is the first 64 bits of the 256-bit one.
+  64-bit code is the first 64 bits of the 256-bit one. The digest is computed here with numpy, by
+  the same fast DCT iscc-core runs in pure Python (the same floating-point operations in the same
+  order, one vector of rows at a time), so it is bit for bit iscc-core's (tests/test_views.py
+  compares them) and about 30x faster; iscc-core encodes the code.
 - ISCC-MIXED: iscc-core's `gen_mixed_code_v0` over the view codes in view order, at the same bit
   length. iscc-core needs two codes at least: a scene with one view mixes that view's code with
   itself (as iscc-bio 0.2.0 does), so its ISCC-MIXED is the first byte of the image code's header
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,8 +46,62 @@ def image_code(gray: np.ndarray, bits: int = DEFAULT_BITS) -> str:
     """The ISCC-IMAGE of an 8-bit gray image of any size."""
     if bits not in BITS_CHOICES:
         raise ValueError(f"ISCC-IMAGE bits must be one of {BITS_CHOICES}, got {bits}")
-    pixels = [int(v) for v in reduce_to_code_side(gray).reshape(-1)]
-    return str(_iscc_core().gen_image_code_v0(pixels, bits=bits)["iscc"])
+    ic = _iscc_core()
+    digest = image_digest(reduce_to_code_side(gray), bits)
+    component = ic.encode_component(
+        mtype=ic.MT.CONTENT, stype=ic.ST_CC.IMAGE, version=ic.VS.V0, bit_length=bits, digest=digest
+    )
+    return f"ISCC:{component}"
+
+
+#: the four 8 x 8 corners of the upper-left 16 x 16 DCT coefficients, in the order of their bits
+_DIGEST_SLICES = ((0, 0), (8, 0), (0, 8), (8, 8))
+
+
+def image_digest(pixels: np.ndarray, bits: int) -> bytes:
+    """iscc-core's `soft_hash_image_v0` of 32 x 32 gray values: bit for bit, vectorised."""
+    rows = _dct_rows(pixels.reshape(32, 32).astype(np.float64))
+    matrix = _dct_rows(rows.T).T  # the DCT of every column of the row transform
+    blocks = [matrix[y : y + 8, x : x + 8].reshape(-1) for x, y in _DIGEST_SLICES[: bits // 64]]
+    digest = b""
+    for block in blocks:
+        ordered = np.sort(block)
+        median = (float(ordered[31]) + float(ordered[32])) / 2  # as statistics.median of 64 values
+        digest += np.packbits(block > median).tobytes()
+    return digest
+
+
+def _dct_rows(v: np.ndarray) -> np.ndarray:
+    """Nayuki's fast DCT (as iscc-core's alg_dct) of every row of `v`: each level of the recursion
+    for every row and every sub-vector at once, with the same operations in the same order."""
+    rows, n = v.shape
+    levels = []
+    current = v.reshape(rows, 1, n)
+    while current.shape[2] > 1:  # down: each vector splits into its sums (alpha) and differences
+        size = current.shape[2]
+        half = size // 2
+        mirrored = current[:, :, ::-1][:, :, :half]
+        alpha = current[:, :, :half] + mirrored
+        beta = (current[:, :, :half] - mirrored) / _DCT_FACTORS[size]
+        levels.append(size)
+        current = np.stack((alpha, beta), axis=2).reshape(rows, -1, half)
+    for size in reversed(levels):  # up: interleave the transforms of alpha and beta
+        half = size // 2
+        pairs = current.reshape(rows, -1, 2, half)
+        alpha, beta = pairs[:, :, 0], pairs[:, :, 1]
+        result = np.empty((rows, pairs.shape[1], size))
+        result[:, :, 0 : size - 2 : 2] = alpha[:, :, : half - 1]
+        result[:, :, 1 : size - 2 : 2] = beta[:, :, : half - 1] + beta[:, :, 1:half]
+        result[:, :, size - 2] = alpha[:, :, half - 1]
+        result[:, :, size - 1] = beta[:, :, half - 1]
+        current = result
+    return current.reshape(rows, n)
+
+
+#: the divisors of the DCT's odd half, computed with math.cos exactly as iscc-core computes them
+_DCT_FACTORS = {
+    n: np.array([math.cos((i + 0.5) * math.pi / n) * 2.0 for i in range(n // 2)]) for n in (2, 4, 8, 16, 32)
+}
 
 
 def code_body(code: str) -> bytes:
