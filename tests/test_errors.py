@@ -200,14 +200,14 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
     path = tmp_path / "image.czi"
     path.write_bytes(b"ZISRAWFILE" + bytes(100))
     script = (
-        "import sys; sys.modules['bioio_czi'] = None\n"
+        "import sys; sys.modules['aicspylibczi'] = None\n"
         "from bioiscc.cli import main\n"
         f"main(['hash', {str(path)!r}])\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
-    assert str(path) in result.stderr and "bioio-czi" in result.stderr
+    assert str(path) in result.stderr and "aicspylibczi" in result.stderr
     assert "pip install 'bioiscc[czi]'" in result.stderr
 
 

@@ -22,9 +22,9 @@ from . import records
 from .errors import BioisccError, InputError, describe
 from .fingerprint import raw_chunks
 from .imagewalk import iter_planes as _walk_planes
+from .locations import is_omero_uri, redact
 from .scene import Plane, SceneInfo, Source
 from .sources import open_source
-from .sources.omero import is_omero_uri, redact
 from .sumcode import hash_planes, raw_sum
 
 PathLike = str | os.PathLike[str]

@@ -60,7 +60,7 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(READERS),
         default="native",
         show_default=True,
-        help="native: tifffile, zarr, liffile, mrc, bioio plugins (CZI, ND2). bioformats: Bio-Formats "
+        help="native: tifffile, zarr, aicspylibczi, nd2, liffile, mrc. bioformats: Bio-Formats "
         "(needs Java, opt-in).",
     )(func)
     func = click.option(

@@ -18,11 +18,12 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .batch import Item, Step, digest_of, file_digest, records_status
+if TYPE_CHECKING:  # bioiscc.batch is imported where a batch runs: not on every command's start
+    from .batch import Item, Step
 
 WALK_JSON = "walk.json"
 SCENES_JSONL = "scenes.jsonl"
@@ -81,6 +82,7 @@ def _is_local(source: str) -> bool:
 
 
 def _source_digest(kind: str, item: Item, *settings: Any) -> str | None:
+    from .batch import digest_of
     from .fingerprint import fingerprint
 
     if not _is_local(item.source):  # an OMERO image has no fingerprint: always recomputed
@@ -89,6 +91,8 @@ def _source_digest(kind: str, item: Item, *settings: Any) -> str | None:
 
 
 def _upstream_digest(kind: str, item: Item, upstream: tuple[str, ...], *settings: Any) -> str | None:
+    from .batch import digest_of, file_digest
+
     digests = [file_digest(item.folder / name) for name in upstream]
     if any(d is None for d in digests):
         return None
@@ -96,6 +100,8 @@ def _upstream_digest(kind: str, item: Item, upstream: tuple[str, ...], *settings
 
 
 def _status_of(*names: str) -> Callable[[Item], tuple[str, str | None]]:
+    from .batch import records_status
+
     return lambda item: records_status(item.folder / name for name in names)
 
 
@@ -113,6 +119,8 @@ def walk_step(source_kind: str, reader: str) -> Step:
         from .output import render, write_text
 
         write_text(render([failed_walk(item.source, error)], lines=False), item.folder / WALK_JSON)
+
+    from .batch import Step
 
     return Step(
         name="walk",
@@ -151,6 +159,8 @@ def hash_step(simprints: bool, narrow: bool, raw: bool) -> Step:
             render([api.failed_biocode(item.source, error)], lines=False), item.folder / CONTAINER_JSON
         )
 
+    from .batch import Step
+
     return Step(
         name="hash",
         outputs=(SCENES_JSONL, CONTAINER_JSON),
@@ -176,6 +186,8 @@ def views_step(strategies: tuple[str, ...], max_views: int, source_kind: str, re
         with _replaced_folder(item.folder / VIEWS_DIR) as folder:
             failed = view_records.views_record(item.source, format=None, reader=None, info=None, error=error)
             write_text(render([failed], lines=True), folder / "views.jsonl")
+
+    from .batch import Step
 
     return Step(
         name="views",
@@ -210,6 +222,8 @@ def mix_step(bits: int) -> Step:
             item.source, format=None, reader=None, info=None, bits=bits, error=error
         )
         write_text(render([failed], lines=True), item.folder / IMAGE_JSONL)
+
+    from .batch import Step
 
     return Step(
         name="mix",

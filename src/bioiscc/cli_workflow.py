@@ -282,7 +282,7 @@ def _merged_rows(files: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
                     stored = json.loads(line)
                     pngs = stored.pop(PNGS_KEY, None) or []
                     row = _row({}, **{key: stored.get(key) for key in INDEX_FIELDS})
-                    row["_pngs"] = [(view_id, Path(path)) for view_id, path in pngs]
+                    row["_pngs"] = [tuple(pair) for pair in pngs]  # paths stay strings: cheap
                     rows.append(row)
                     containers.add(str(row["container"]))
         except (OSError, ValueError, TypeError, AttributeError) as exc:
@@ -502,7 +502,7 @@ def _thumbnails(row: dict[str, Any], budget: list[int]) -> str:
     return f'<td class="views">{"".join(tags)}</td>'
 
 
-def _thumbnail_uri(path: Path) -> str | None:
+def _thumbnail_uri(path: Path | str) -> str | None:
     """A small PNG of the view as a data URI; None when the PNG cannot be read."""
     import base64
     import io

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib.resources import files
 from typing import Any
 
 from ._version import __version__
@@ -141,6 +140,8 @@ def biocode_record(
 
 @cache
 def schema(kind: str) -> dict[str, Any]:
+    from importlib.resources import files  # only validation needs the schemas: not on the hot path
+
     text = files("bioiscc").joinpath("schemas", SCHEMA_FILES[kind]).read_text(encoding="utf-8")
     return json.loads(text)
 

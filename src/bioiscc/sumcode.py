@@ -6,16 +6,21 @@ Knows nothing of formats: it consumes `Plane`s from any source via `bioiscc.imag
 from __future__ import annotations
 
 import base64
+import functools
+import importlib.machinery
+import importlib.util
 import os
 import sys
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-
-from iscc_sum import DataCodeProcessor, IsccSumProcessor
+from typing import TYPE_CHECKING, Any
 
 from .imagewalk import PlaneWalk, canonical_bytes
 from .scene import Plane
+
+if TYPE_CHECKING:
+    from iscc_sum import DataCodeProcessor, IsccSumProcessor
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,45 @@ class SumCode:
     simprints: list[Simprint] | None = field(default=None)
 
 
+@functools.cache
+def _iscc_sum_core() -> Any:
+    """iscc_sum's compiled processors, without running the `iscc_sum` package's `__init__`.
+
+    That `__init__` also imports iscc_sum's file reader, which imports upath and fsspec: about 0.1 s
+    of a small file's hash, for nothing hashing needs. The compiled core is loaded as Python's import
+    system would load it, under its own name, so that a later `import iscc_sum` reuses it. Should
+    the package not be laid out as expected, it is imported whole.
+    """
+    loaded = sys.modules.get("iscc_sum._core") or sys.modules.get("iscc_sum")
+    if loaded is not None:
+        return loaded
+    try:
+        package = importlib.util.find_spec("iscc_sum")  # finds the package without importing it
+        locations = list(package.submodule_search_locations or []) if package else []
+        spec = importlib.machinery.PathFinder.find_spec("iscc_sum._core", locations)
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules["iscc_sum._core"] = module
+            return module
+    except Exception:
+        pass
+    import iscc_sum
+
+    return iscc_sum
+
+
+def _data_code_processor() -> DataCodeProcessor:
+    return _iscc_sum_core().DataCodeProcessor()
+
+
+def _iscc_sum_processor() -> IsccSumProcessor:
+    return _iscc_sum_core().IsccSumProcessor()
+
+
 def plane_simprint(data: bytes | list[bytes]) -> str:
     """Standard base64 (padded) of the 32-byte Data-Code body of one plane (bytes, or its pieces)."""
-    processor = DataCodeProcessor()
+    processor = _data_code_processor()
     for piece in [data] if isinstance(data, bytes) else data:
         processor.update(piece)
     return base64.b64encode(processor.result()["digest"]).decode("ascii")
@@ -63,7 +104,7 @@ def hash_planes(
     BIOISCC_STATS=1 a line of statistics (bytes decoded and hashed, seconds) goes to stderr.
     """
     started = time.perf_counter()
-    processor = IsccSumProcessor()
+    processor = _iscc_sum_processor()
     prints: list[Simprint] | None = [] if simprints else None
     total = 0
     count = 0
@@ -116,7 +157,7 @@ def _print_stats(planes: Iterable[Plane], hashed: int, count: int, seconds: floa
 
 def raw_sum(chunks: Iterable[bytes], *, wide: bool = True) -> dict[str, object]:
     """The ISCC-SUM of raw bytes (a file, or a store's files in TREEWALK-ISCC order)."""
-    processor = IsccSumProcessor()
+    processor = _iscc_sum_processor()
     size = 0
     for chunk in chunks:
         processor.update(chunk)

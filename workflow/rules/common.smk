@@ -39,10 +39,9 @@ RESERVED_NAMES = frozenset(
         "index.log",
         "index.benchmark.tsv",
         "_extra",
+        "_batches",
     }
 )
-#: the file beside an input's container where the index records a failure (see retry_token)
-RETRY_MARKER = "retry"
 #: longest key segment in bytes (file systems allow 255); longer names end in %h<digest>
 MAX_SEGMENT_BYTES = 200
 
@@ -168,51 +167,177 @@ INPUTS = find_inputs(config)
 RESULTS = str(workflow.modifier.modify_path("results"))
 
 
-# ---- input functions and parameters of the rules ----
+# ---- batches ----
+#
+# The rules run over batches of inputs, not single inputs: one job, one process, many inputs, so
+# that a directory of 100,000 small files costs about 100,000 / batch_size jobs per rule, not
+# 100,000 (and as many Python start-ups). Inside a batch the commands reuse every input whose
+# results are current (bioiscc.batch: a stamp per input and step), so a rerun for one changed
+# input recomputes that input only.
+#
+# Membership is stable: the inputs in key order are cut after every key whose hash is 0 modulo
+# batch_size (content-defined boundaries, as rsync and deduplicating backups cut files), so adding
+# or removing an input changes its own batch only (or the two around a boundary it adds or removes).
+# A batch has batch_size inputs on average and at most 4 x batch_size; an input of at least
+# batch_alone_mb MB on disk is a batch of its own. A batch is named after its first input.
+
+#: a batch is cut after at most this many times batch_size inputs
+MAX_BATCH_FACTOR = 4
 
 
-def _input(wildcards):
+def _key_hash(key):
+    return sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def make_batches(keys, batch_size, alone_bytes, disk_bytes):
+    """{batch name: keys} for the sorted keys (see above)."""
+    batches = {}
+    current = []
+
+    def close():
+        if current:
+            batches[f"b{_key_hash(current[0])[:12]}"] = tuple(current)
+            current.clear()
+
+    for key in keys:
+        if disk_bytes(key) >= alone_bytes:
+            close()
+            current.append(key)
+            close()
+            continue
+        current.append(key)
+        natural = int(_key_hash(key)[:12], 16) % batch_size == 0
+        if natural or len(current) >= MAX_BATCH_FACTOR * batch_size:
+            close()
+    close()
+    return batches
+
+
+def _batch(wildcards):
     try:
-        return INPUTS[wildcards.key]
+        return BATCHES[wildcards.batch]
     except KeyError:
-        raise WorkflowError(
-            f"bioiscc: no input has the key {wildcards.key!r}"
-        ) from None
+        raise WorkflowError(f"bioiscc: no batch is named {wildcards.batch!r}") from None
 
 
-def input_path(wildcards):
-    """The input as Snakemake tracks it: unprefixed when this workflow is a module with a prefix."""
-    return local(_input(wildcards).path)
+def batch_sources(wildcards):
+    """The inputs of a batch as Snakemake tracks them (unprefixed in a module with a prefix)."""
+    return [local(INPUTS[key].path) for key in _batch(wildcards)]
 
 
-def input_source(wildcards):
-    """The input as the commands get it and the records name it."""
-    return _input(wildcards).path
+def batch_fingerprint(wildcards):
+    """Changes when any file of any input of the batch does (a store's chunks too): a params trigger."""
+    text = "\n".join(_fingerprint(key) for key in _batch(wildcards))
+    return sha256(text.encode()).hexdigest()
+
+
+def batch_file(batch):
+    """The batch file of `bioiscc ... --batch` (as the commands see it): each input's source and
+    result folder. Written when the workflow starts (see sync_batch_files)."""
+    return f"{RESULTS}/_batches/{batch}/inputs.jsonl"
+
+
+def sync_file(path, text):
+    """Make the file hold `text`, rewriting it only when it differs (its mtime says when it changed)."""
+    target = Path(path)
+    try:
+        if target.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, target)
+
+
+def sync_batch_files():
+    """Write the batch files, and the list of every batch's index rows, when they change.
+
+    Done when the workflow starts rather than by jobs: a `run:` job would start Snakemake again,
+    and the lists are too long for a command line. A file changes only when the membership does,
+    so that only the batches whose inputs came or went rerun.
+    """
+    from bioiscc.batch import batch_line
+
+    for batch, keys in BATCHES.items():
+        lines = [batch_line(INPUTS[key].path, f"{RESULTS}/{key}") for key in keys]
+        sync_file(batch_file(batch), "".join(lines))
+    rows = [f"{RESULTS}/_batches/{batch}/index.jsonl\n" for batch in BATCHES]
+    sync_file(BATCH_LIST, "".join(rows))
+
+
+def all_batch_rows(wildcards):
+    """Every batch's index rows (as Snakemake tracks them)."""
+    return [f"results/_batches/{batch}/index.jsonl" for batch in BATCHES]
+
+
+def batch_mixed(wildcards):
+    """The batch's mix log when views are enabled (the index adds the image records)."""
+    return (
+        [f"results/_batches/{wildcards.batch}/mix.jsonl"]
+        if config["views"]["enabled"]
+        else []
+    )
+
+
+def batch_retry(wildcards):
+    """Changes on every run while a step of the batch recorded a failure: a params rerun trigger.
+
+    The batch then reruns, and its commands (--retry-failed) recompute the failed inputs only.
+    """
+    if not config["retry_failed"]:
+        return ""
+    return _retry_marks(wildcards.batch)
+
+
+@cache
+def _retry_marks(batch):
+    marks, failed = [], set()
+    for step in BATCH_STEPS:
+        path = Path(RESULTS, "_batches", batch, f"{step}.jsonl")
+        try:
+            text = path.read_text(encoding="utf-8")
+            if FAILED_MARK in text:
+                marks.append(f"{step}:{path.stat().st_mtime_ns}")
+                failed.update(_failed_sources(text))
+        except OSError:
+            continue
+    if failed:
+        named = ", ".join(sorted(failed)[:3]) + (", ..." if len(failed) > 3 else "")
+        logger.info(
+            f"bioiscc: batch {batch}: retrying {len(failed)} input(s) that failed last time: {named}"
+        )
+    return " ".join(marks)
+
+
+def _failed_sources(text):
+    for line in text.splitlines():
+        if FAILED_MARK in line:
+            try:
+                yield json.loads(line)["source"]
+            except (ValueError, KeyError, TypeError):
+                continue
+
+
+#: the batch logs the commands write (bioiscc.batch), by rule
+BATCH_STEPS = ("walk", "hash", "views", "mix")
+#: how a failed input shows in a batch log line
+FAILED_MARK = '"status": "failed"'
 
 
 @cache
 def _fingerprint(key):
-    return fingerprint(INPUTS[key].path)
-
-
-def input_fingerprint(wildcards):
-    """Changes when any file of the input does (a store's chunks too): a params rerun trigger."""
-    return _fingerprint(_input(wildcards).key)
-
-
-def all_containers(wildcards):
-    return [f"results/{key}/container.json" for key in INPUTS]
-
-
-def all_images(wildcards):
-    """The image records (views, ISCC-MIXED) of every input, when views are enabled."""
-    if not config["views"]["enabled"]:
-        return []
-    return [f"results/{key}/image.jsonl" for key in INPUTS]
+    try:
+        return fingerprint(INPUTS[key].path)
+    except (
+        OSError
+    ) as exc:  # vanished or unreadable since it was found: the walk will say so
+        return f"unreadable: {exc}"
 
 
 def view_options(settings):
-    """The options of `bioiscc views` from the config's views section."""
+    """The options of `bioiscc extract-views` from the config's views section."""
     strategies = " ".join(f"-s {name}" for name in settings["strategies"])
     return f"-n {settings['max_views']} {strategies}"
 
@@ -220,23 +345,6 @@ def view_options(settings):
 def flags(**options):
     """Command-line flags from boolean options: flags(simprints=True) -> "--simprints"."""
     return " ".join(f"--{name.replace('_', '-')}" for name, on in options.items() if on)
-
-
-def retry_token(wildcards):
-    """Changes whenever the index records a failure of the input: a params rerun trigger.
-
-    The index writes a new token beside the container of each input with a failed scene; the
-    walk's params change, so the next run redoes that input (once per recorded failure).
-    """
-    return _retry_token(_input(wildcards).key)
-
-
-@cache
-def _retry_token(key):
-    try:
-        return Path(RESULTS, key, RETRY_MARKER).read_text(encoding="utf-8").strip()
-    except OSError:  # no failure recorded
-        return ""
 
 
 def log_index_summary(path="logs/index.log"):
@@ -253,8 +361,11 @@ def log_index_summary(path="logs/index.log"):
 
 # ---- resources of the rules ----
 #
-# What each job asks the cluster for (Slurm: --cpus-per-task, --mem, --time), scaled with its input
-# so that a 40 GB scene and a 4 MB one do not ask for the same. Locally these only limit what runs
+# What each batch job asks the cluster for (Slurm: --cpus-per-task, --mem, --time), scaled with its
+# inputs so that a 40 GB scene and a 4 MB one do not ask for the same: the inputs of a batch are
+# processed one after another, so memory is that of its most demanding input and runtime the sum
+# of its inputs' (plus 1 min per 1,000 inputs for their start and stamps); the formulas below are
+# per input. Locally these only limit what runs
 # at once (--cores, --resources). Sizes come from the walk manifest (results/<key>/walk.json: the
 # pixel bytes of every scene and plane) once it exists and describes the input as it is now (same
 # fingerprint); before that (the walk not run yet, or run in the same group job) from the input's
@@ -280,7 +391,7 @@ def log_index_summary(path="logs/index.log"):
 #   mix (reads the views' PNGs): threads 1, mem_mb 1024, runtime 2 min
 #   every job, when Snakemake retries it (--retries, attempt n): n times the memory and runtime
 #
-# 512 MiB: Python, numpy and a reader's imports (bioio about 170 MB); 1024 MiB: the chunk cache
+# 512 MiB: Python, numpy and a reader's imports (40-170 MB); 1024 MiB: the chunk cache
 # (BIOISCC_CACHE_MB); 3 planes: the plane read, its big-endian copy, and the next one read ahead.
 # Measured peaks are far below (benchmarks/results.md: 82-320 MB for 512 MiB of pixels). 20 MB/s
 # is 10-30x slower than measured on a local disk: room for a busy shared file system. Without a
@@ -294,7 +405,6 @@ def log_index_summary(path="logs/index.log"):
 
 import json
 import math
-from functools import lru_cache
 
 MIB = 1 << 20
 BASE_MEM_MB = 512
@@ -351,7 +461,7 @@ def _disk_bytes(key):
         return 0
 
 
-@lru_cache(maxsize=4096)
+@cache
 def _manifest(path, stamp):
     """The walk manifest (its geometry only), read again whenever the file changes (stamp)."""
     try:
@@ -373,9 +483,12 @@ def _manifest(path, stamp):
         return None
 
 
-def input_size(wildcards):
-    """The sizes of an input: from its walk manifest when that is current, else estimated."""
-    key = _input(wildcards).key
+def input_size(key):
+    """The sizes of an input: from its walk manifest when that is current, else estimated.
+
+    Not cached: a job's resources are computed again when it is submitted (a retry too), by then
+    perhaps with a manifest (_manifest reads it once per change).
+    """
     disk = _disk_bytes(key)
     path = Path(RESULTS, key, "walk.json")
     try:
@@ -397,6 +510,10 @@ def input_size(wildcards):
     )
 
 
+def _sizes(wildcards):
+    return [input_size(key) for key in _batch(wildcards)]
+
+
 def _mb(size):
     return math.ceil(size / MIB)
 
@@ -411,36 +528,63 @@ def light_mem_mb(wildcards, attempt):
 
 
 def light_runtime(wildcards, attempt):
-    """Minutes for a job that reads no pixels and no input (mix)."""
-    return MIN_RUNTIME * attempt
+    """Minutes for a batch that reads no pixels (mix): 2 min + 1 min per 1,000 inputs."""
+    return _clamp(
+        (MIN_RUNTIME + len(_batch(wildcards)) // 1000) * attempt,
+        MIN_RUNTIME,
+        MAX_RUNTIME,
+    )
 
 
 def walk_runtime(wildcards, attempt):
     """Minutes for the walk: it reads headers, and stats every file of a store."""
-    disk = _disk_bytes(_input(wildcards).key)
-    minutes = MIN_RUNTIME + disk // WALK_BYTES_PER_MIN
+    disk = sum(_disk_bytes(key) for key in _batch(wildcards))
+    minutes = MIN_RUNTIME + disk // WALK_BYTES_PER_MIN + len(_batch(wildcards)) // 1000
     return _clamp(minutes * attempt, MIN_RUNTIME, MAX_RUNTIME)
 
 
 def read_threads(wildcards):
-    """Threads for a job that reads every pixel: 2 (read-ahead) from 4 GiB of pixels on."""
-    return 2 if input_size(wildcards).pixels >= READ_AHEAD_BYTES else 1
+    """Threads for a batch that reads every pixel: 2 (read-ahead) when an input has 4 GiB or more.
+
+    From the bytes on disk only (no manifest is read): threads are decided for every job when the
+    DAG is built.
+    """
+    largest = max(
+        (
+            _disk_bytes(key) * EXPANSION.get(_format_of(INPUTS[key].path), 1)
+            for key in _batch(wildcards)
+        ),
+        default=0,
+    )
+    return 2 if largest >= READ_AHEAD_BYTES else 1
+
+
+def _input_mem_mb(size):
+    held = 2 * _mb(size.scene) if size.whole else min(_mb(size.pixels), CHUNK_CACHE_MB)
+    return BASE_MEM_MB + held + 3 * _mb(size.plane)
 
 
 def read_mem_mb(wildcards, attempt):
-    """MiB for a job that reads every pixel (see the table above)."""
-    size = input_size(wildcards)
-    if size.whole:
-        held = 2 * _mb(size.scene)
-    else:
-        held = min(_mb(size.pixels), CHUNK_CACHE_MB)
-    mem = (BASE_MEM_MB + held + 3 * _mb(size.plane)) * attempt
-    return _clamp(mem, MIN_MEM_MB, MAX_MEM_MB)
+    """MiB for a batch that reads every pixel: its most demanding input (they run one at a time)."""
+    mem = max((_input_mem_mb(size) for size in _sizes(wildcards)), default=MIN_MEM_MB)
+    return _clamp(mem * attempt, MIN_MEM_MB, MAX_MEM_MB)
 
 
 def runtime_minutes(wildcards, attempt):
-    """Minutes for a job that reads every pixel and the raw bytes, at a conservative 20 MB/s."""
-    size = input_size(wildcards)
-    seconds = (size.pixels + size.disk) // READ_BYTES_PER_S
-    minutes = MIN_RUNTIME + seconds // 60
+    """Minutes for a batch that reads every pixel and the raw bytes, at a conservative 20 MB/s."""
+    # the bytes of all inputs, then the seconds: rounded down per input, inputs read in under a
+    # second each (a batch of small files) would count for nothing
+    seconds = (
+        sum(size.pixels + size.disk for size in _sizes(wildcards)) // READ_BYTES_PER_S
+    )
+    minutes = MIN_RUNTIME + seconds // 60 + len(_batch(wildcards)) // 1000
     return _clamp(minutes * attempt, MIN_RUNTIME, MAX_RUNTIME)
+
+
+# the batches of the run (after the sizes on disk: a large input is a batch of its own)
+BATCHES = make_batches(
+    INPUTS, config["batch_size"], config["batch_alone_mb"] * MIB, _disk_bytes
+)
+#: the list `bioiscc index --rows-from` reads (as the commands see it)
+BATCH_LIST = f"{RESULTS}/_batches/batches.txt"
+sync_batch_files()

@@ -4,12 +4,16 @@
 | ---------- | --------------------------------------- | ---------------------------------------- |
 | `tiff`     | TIFF, OME-TIFF                          | tifffile                                 |
 | `ome-zarr` | OME-Zarr store (directory)              | zarr                                     |
-| `bioio`    | CZI, ND2 (and TIFF on request)          | bioio reader plugins                     |
+| `bioio`    | CZI (mosaics stitched plane by plane)   | aicspylibczi (libCZI)                    |
+|            | ND2                                     | nd2                                      |
 |            | LIF                                     | liffile (mosaics: bioio-lif, stitched)   |
 |            | DV                                      | mrc (header), positioned plane reads     |
 | `omero`    | omero:// image or fileset URI           | omero-py (Blitz API)                     |
 
-The `bioio` kind is the vendor files, each opened by its suffix.
+The `bioio` kind is the vendor files, each opened by its suffix. CZI and ND2 are read with the
+libraries the bioio plugins wrap, without bioio (whose imports take over a second); `BioioSource`
+still reads them through bioio-czi and bioio-nd2 (`BioioSource(location, path, "czi")`), for
+comparisons.
 
 `--reader bioformats` reads any file through Bio-Formats instead (opt-in: it needs Java).
 """
@@ -34,9 +38,9 @@ NATIVE_PATTERNS = tuple(f"*{s}" for s in (*TIFF_SUFFIXES, *BIOIO_SUFFIXES)) + ("
 
 def detect(path: Path) -> str:
     """The source kind a local path needs, from its form: a Zarr directory or a file suffix."""
-    from .omezarr import is_zarr_store
-
     if path.is_dir():
+        from .omezarr import is_zarr_store
+
         return "ome-zarr" if is_zarr_store(path) else "not-zarr"
     name = path.name.lower()
     if name.endswith(TIFF_SUFFIXES):
@@ -120,6 +124,14 @@ def open_source(location: str | os.PathLike[str], source: str = "auto", reader: 
 def open_vendor_file(location: str, path: Path) -> Source:
     """A CZI, ND2, LIF or DV file (or a TIFF through bioio), by its suffix."""
     plugin = bioio_plugin(path)
+    if plugin == "czi":
+        from .czi import CziSource
+
+        return CziSource(location, path)
+    if plugin == "nd2":
+        from .nd2 import Nd2Source
+
+        return Nd2Source(location, path)
     if plugin == "dv":
         from .dv import DvSource
 

@@ -1,8 +1,9 @@
-"""Files read by bioio reader plugins: CZI, ND2, LIF mosaics (native) and, on request, Bio-Formats.
+"""Files read by bioio reader plugins: LIF mosaics (native) and, on request, Bio-Formats.
 
-DV and LIF files are read plane by plane by their own modules (`dv`, with mrc; `lif`, with liffile);
-a LIF mosaic scene comes here to be stitched by bioio-lif. The bioio-dv and bioio-lif plugins stay
-usable through this class (`BioioSource(location, path, "dv")`), for comparisons.
+CZI, ND2, DV and LIF files are read plane by plane by their own modules (`czi`, with aicspylibczi;
+`nd2`, with nd2; `dv`, with mrc; `lif`, with liffile), which do not import bioio; a LIF mosaic
+scene comes here to be stitched by bioio-lif. The bioio-czi, bioio-nd2, bioio-dv and bioio-lif
+plugins stay usable through this class (`BioioSource(location, path, "czi")`), for comparisons.
 
 What the plugins return was checked against independent readers on real files (see
 shared/samples/READERS.md); the paths used here are the ones that return the true pixels:
@@ -30,15 +31,18 @@ import numpy as np
 
 from ..errors import InputError, MissingPluginError, SceneError, describe
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
+from .czi_pixels import names_bgr as _names_bgr
+from .czi_pixels import to_rgb as _to_rgb
 
 if TYPE_CHECKING:
     from .czi_mosaic import CziFile, CziMosaic
 
-# format -> (plugin module, pip package, bioiscc extra); "lif" is used for LIF mosaics, "dv" only to
-# compare with bioio-dv (DV files are read by sources.dv, and the dv extra no longer installs it)
+# format -> (plugin module, pip package, bioiscc extra); "lif" is used for LIF mosaics; "czi", "nd2" and
+# "dv" only to compare with bioio-czi, bioio-nd2 and bioio-dv (those files are read by sources.czi,
+# sources.nd2 and sources.dv, and their extras no longer install the plugins; the test extra does)
 PLUGINS: Mapping[str, tuple[str, str, str]] = {
-    "czi": ("bioio_czi", "bioio-czi", "czi"),
-    "nd2": ("bioio_nd2", "bioio-nd2", "nd2"),
+    "czi": ("bioio_czi", "bioio-czi", "test"),
+    "nd2": ("bioio_nd2", "bioio-nd2", "test"),
     "lif": ("bioio_lif", "bioio-lif", "lif"),
     "dv": ("bioio_dv", "bioio-dv", "dv"),
     "ome-tiff": ("bioio_ome_tiff", "bioio-ome-tiff", "ome-tiff"),
@@ -48,7 +52,6 @@ PLUGINS: Mapping[str, tuple[str, str, str]] = {
 
 STANDARD = ("T", "C", "Z", "Y", "X", "S")
 MOSAIC = "M"
-BGR_PIXEL_TYPES = ("bgr24", "bgr48", "bgra32", "bgr96float")
 
 
 def load_reader_class(location: str, plugin: str) -> Any:
@@ -177,23 +180,6 @@ def _is_bgr(reader: Any) -> bool:
         return _names_bgr(reader.metadata)
     except Exception:
         return False
-
-
-def _names_bgr(metadata: Any) -> bool:
-    """Whether CZI metadata (an XML element) names a Bgr* pixel type."""
-    try:
-        types = {e.text.strip().lower() for e in metadata.iter("PixelType") if e.text}
-    except Exception:
-        return False
-    return any(t in BGR_PIXEL_TYPES for t in types)
-
-
-def _to_rgb(plane: np.ndarray, bgr: bool) -> np.ndarray:
-    """(Y, X, S) with samples in R, G, B(, A) order."""
-    if not bgr or plane.shape[2] < 3:
-        return plane
-    order = [2, 1, 0] + list(range(3, plane.shape[2]))
-    return plane[:, :, order]
 
 
 class _CziSubblocks:

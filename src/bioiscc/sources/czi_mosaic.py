@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import SceneError, describe
 from ..scene import SceneInfo, plane_position
-from .bioio_file import _to_rgb as to_rgb
+from .czi_pixels import to_rgb
 
 #: CZI dimensions that are not plane indices: mosaic tile, pixels, samples (A), scene, block
 NOT_PLANE_DIMS = ("M", "Y", "X", "S", "A", "B")
