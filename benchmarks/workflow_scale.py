@@ -99,18 +99,35 @@ def copies(source: Path, data: Path, count: int, suffix: str) -> None:
 # ---- running ----
 
 
+#: runs argv[2:] and writes its peak RSS (KiB) to the file argv[1]: a small process to start it
+#: from, as a child counts the pages of the process it was started from before its exec
+MEASURE = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], dict(os.environ))
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(command: list[str], cwd: Path | None = None) -> tuple[float, float, str, int]:
     """Run a command; its wall time, its peak RSS in MB (the largest process), its output, exit code."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    with tempfile.TemporaryFile() as out:
+    program = shutil.which(command[0], path=env["PATH"]) or command[0]
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile() as peak:
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        _, status, usage = os.wait4(process.pid, 0)
+        result = subprocess.run(
+            [sys.executable, "-c", MEASURE, peak.name, program, *command[1:]],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+        )
         elapsed = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         output = out.read().decode(errors="replace")
-    return elapsed, usage.ru_maxrss / 1024, output, process.returncode
+        rss = int(Path(peak.name).read_text() or 0) / 1024
+    return elapsed, rss, output, result.returncode
 
 
 def snakemake(workdir: Path, cores: int, *extra: str) -> tuple[float, float, str]:

@@ -155,7 +155,8 @@ def write_stamp(item: Item, step: Step, digest: str | None, status: str) -> None
         path.unlink(missing_ok=True)
         return
     stamp = {"digest": digest, "status": status, "outputs": state}
-    write_atomically(json.dumps(stamp, sort_keys=True).encode() + b"\n", path)
+    # a stamp lost in a crash only costs a recomputation: no need to wait for the disk
+    write_atomically(json.dumps(stamp, sort_keys=True).encode() + b"\n", path, durable=False)
 
 
 # ---- running a batch ----

@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _entries(path: Path) -> Iterator[tuple[str, int, int]]:
+Entry = tuple[str, int, int]  # relative path, size, mtime_ns
+
+
+def entries(path: str | os.PathLike[str]) -> list[Entry]:
+    """(relative path, size, mtime_ns) of every file of a source (a file: itself), sorted."""
+    return sorted(_entries(Path(path)))
+
+
+def _entries(path: Path) -> Iterator[Entry]:
     if path.is_file():
         stat = path.stat()
         yield path.name, stat.st_size, stat.st_mtime_ns
@@ -28,8 +36,12 @@ def _entries(path: Path) -> Iterator[tuple[str, int, int]]:
 
 def fingerprint(path: str | os.PathLike[str]) -> str:
     """sha256 (hex) of the sorted (relative path, size, mtime_ns) of every file of the source."""
-    entries = sorted(_entries(Path(path)))
-    return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
+    return fingerprint_of(entries(path))
+
+
+def fingerprint_of(found: list[Entry]) -> str:
+    """The fingerprint of a source from its sorted entries (see `entries`)."""
+    return hashlib.sha256(json.dumps(found, separators=(",", ":")).encode()).hexdigest()
 
 
 def raw_chunks(path: str | os.PathLike[str], size: int = 4 * 1024 * 1024) -> Iterator[bytes]:

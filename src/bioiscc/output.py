@@ -33,8 +33,13 @@ def write_text(text: str, target: str | os.PathLike[str] | None) -> None:
     write_atomically(text.encode("utf-8"), target)
 
 
-def write_atomically(data: bytes, target: str | os.PathLike[str]) -> None:
-    """Replace `target` with `data` so that a reader never sees half a file."""
+def write_atomically(data: bytes, target: str | os.PathLike[str], durable: bool = True) -> None:
+    """Replace `target` with `data` so that a reader never sees half a file.
+
+    durable: flush it to the disk before it replaces the old file (so that a crash of the machine
+    leaves the old or the new file, never an empty one); bookkeeping that is only a hint, such as
+    the stamps of `bioiscc.batch`, skips that.
+    """
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -44,7 +49,8 @@ def write_atomically(data: bytes, target: str | os.PathLike[str]) -> None:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

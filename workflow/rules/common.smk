@@ -8,6 +8,7 @@ logs/<key>/.
 """
 
 import os
+import stat
 import string
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -19,7 +20,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 try:
-    from bioiscc.fingerprint import fingerprint
+    from bioiscc.fingerprint import entries, fingerprint_of
     from bioiscc.sources import BIOIO_SUFFIXES
     from bioiscc.sources.omezarr import is_zarr_store
 except ImportError as exc:
@@ -112,12 +113,17 @@ def find_inputs(settings):
     found = {}
 
     def add(key, path):
-        if not os.path.exists(path):
+        try:
+            status = os.stat(path)  # the one stat of a file input (fingerprint, size)
+        except OSError:
             logger.warning(f"bioiscc: skipping {path}: a broken link")
-        elif found.setdefault(key, Input(key, path)).path != path:
+            return
+        if found.setdefault(key, Input(key, path)).path != path:
             raise WorkflowError(
                 f"bioiscc: {path} and {found[key].path} share the key {key}"
             )
+        if stat.S_ISREG(status.st_mode):
+            FILE_STATS[key] = status
 
     for directory, dirnames, filenames in os.walk(root):
         below = os.path.relpath(directory, root)
@@ -162,6 +168,8 @@ def find_inputs(settings):
     return dict(sorted(found.items()))
 
 
+#: key -> the stat of a file input, taken when it was found
+FILE_STATS = {}
 INPUTS = find_inputs(config)
 #: results/ as the rules see it (with the prefix of a module that includes this workflow)
 RESULTS = str(workflow.modifier.modify_path("results"))
@@ -218,11 +226,6 @@ def _batch(wildcards):
         return BATCHES[wildcards.batch]
     except KeyError:
         raise WorkflowError(f"bioiscc: no batch is named {wildcards.batch!r}") from None
-
-
-def batch_sources(wildcards):
-    """The inputs of a batch as Snakemake tracks them (unprefixed in a module with a prefix)."""
-    return [local(INPUTS[key].path) for key in _batch(wildcards)]
 
 
 def batch_fingerprint(wildcards):
@@ -327,13 +330,21 @@ FAILED_MARK = '"status": "failed"'
 
 
 @cache
-def _fingerprint(key):
+def _entries(key):
+    """(relative path, size, mtime_ns) of every file of the input (a file: from its one stat)."""
+    found = FILE_STATS.get(key)
+    if found is not None:
+        return [(Path(INPUTS[key].path).name, found.st_size, found.st_mtime_ns)]
     try:
-        return fingerprint(INPUTS[key].path)
-    except (
-        OSError
-    ) as exc:  # vanished or unreadable since it was found: the walk will say so
-        return f"unreadable: {exc}"
+        return entries(INPUTS[key].path)
+    except OSError:  # vanished or unreadable since it was found: the walk will say so
+        return []
+
+
+@cache
+def _fingerprint(key):
+    """The input's fingerprint, as `bioiscc walk` records it."""
+    return fingerprint_of(_entries(key))
 
 
 def view_options(settings):
@@ -448,17 +459,7 @@ def _format_of(path):
 
 @cache
 def _disk_bytes(key):
-    path = INPUTS[key].path
-    try:
-        if not os.path.isdir(path):
-            return os.stat(path).st_size
-        return sum(
-            os.stat(os.path.join(directory, name)).st_size
-            for directory, _, names in os.walk(path)
-            for name in names
-        )
-    except OSError:
-        return 0
+    return sum(size for _, size, _ in _entries(key))
 
 
 @cache

@@ -10,8 +10,9 @@
 
 rule walk:
     input:
+        # the inputs themselves are not listed (100,000 files would cost the DAG minutes): the
+        # fingerprint parameter changes with any file of any input of the batch
         batch="results/_batches/{batch}/inputs.jsonl",
-        sources=batch_sources,
     output:
         "results/_batches/{batch}/walk.jsonl",
     log:
