@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-
 Entry = tuple[str, int, int]  # relative path, size, mtime_ns
 
 
