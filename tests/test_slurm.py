@@ -37,7 +37,6 @@ from tests.conftest import REPO, json_lines
 pytest.importorskip("snakemake")
 tifffile = pytest.importorskip("tifffile")
 np = pytest.importorskip("numpy")
-yaml = pytest.importorskip("yaml")
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 

@@ -347,7 +347,8 @@ def records_status(paths: Iterable[Path]) -> tuple[str, str | None]:
         if not found:
             return "failed", f"{path.name} is empty"
         for record in found:
-            for entry in [record, *(record.get("parts") or [])]:
+            # a container's failed part says why; the container itself may only say "failed"
+            for entry in [*(record.get("parts") or []), record]:
                 if entry.get("status") not in (None, "ok"):
                     return "failed", str(entry.get("error") or "failed")
     return "ok", None

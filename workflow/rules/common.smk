@@ -584,7 +584,7 @@ def runtime_minutes(wildcards, attempt):
 
 # the batches of the run (after the sizes on disk: a large input is a batch of its own)
 BATCHES = make_batches(
-    INPUTS, config["batch_size"], config["batch_alone_mb"] * MIB, _disk_bytes
+    INPUTS, config["batch_size"], config["batch_alone_mb"] * 10**6, _disk_bytes
 )
 #: the list `bioiscc index --rows-from` reads (as the commands see it)
 BATCH_LIST = f"{RESULTS}/_batches/batches.txt"
