@@ -319,6 +319,15 @@ def each_to(sources: list[str], output: str | None, one: Callable[[str], None]) 
 @click.option(
     "--no-raw", is_flag=True, help="(--batch) Skip the raw-bytes ISCC-SUM in each input's container."
 )
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("json", "lines")),
+    default="json",
+    show_default=True,
+    help="json: bioiscc.scene records. lines: one checksum line `ISCC:… *PATH` per scene (PATH#K "
+    "where the source has several scenes), as iscc-sum prints them, for `bioiscc verify`.",
+)
 @sources_option
 @batch_options
 @source_options
@@ -332,6 +341,7 @@ def hash_command(
     simprints: bool,
     narrow: bool,
     no_raw: bool,
+    output_format: str,
     from_file: Any,
     batch_file: str | None,
     batch_log: str | None,
@@ -347,10 +357,16 @@ def hash_command(
     --batch: for each input, its scene records (DIR/scenes.jsonl) and biocode container
     (DIR/container.json, with the raw-bytes ISCC-SUM unless --no-raw) from its walk manifest
     DIR/walk.json, as the workflow's hash rule writes them (see `bioiscc.batch`).
+
+    --format lines: `ISCC:… *PATH` per scene instead, the checksum lines `bioiscc verify` checks.
     """
     if batch_file is not None:
         refuse_with_batch(
-            SOURCE=sources, output=output, manifest=manifest, scene=scenes, **{"--from": from_file}
+            SOURCE=sources,
+            output=output,
+            manifest=manifest,
+            scene=scenes,
+            **{"--from": from_file, "--format lines": output_format == "lines"},
         )
         run_batch(hash_step(simprints, narrow, not no_raw), batch_file, batch_log, retry_failed, progress)
         return
@@ -360,7 +376,17 @@ def hash_command(
 
     def one(source: str | None, target: str | None) -> None:
         hash_one(
-            source, manifest, scenes, simprints, narrow, source_kind, reader, target, record_errors, progress
+            source,
+            manifest,
+            scenes,
+            simprints,
+            narrow,
+            source_kind,
+            reader,
+            target,
+            record_errors,
+            progress,
+            checksums=output_format == "lines",
         )
 
     if len(found) <= 1:
@@ -380,8 +406,12 @@ def hash_one(
     output: str | None,
     record_errors: bool,
     progress: bool | None,
+    checksums: bool = False,
 ) -> None:
-    """The scene records of one source (or of the source a walk manifest describes)."""
+    """The scene records of one source (or of the source a walk manifest describes).
+
+    `checksums`: checksum lines (`bioiscc.verify.checksum_lines`) instead of the JSON records.
+    """
     from . import api, records
     from .errors import BioisccError
     from .output import render
@@ -419,7 +449,13 @@ def hash_one(
         ]
     line.close()
     failures = _scene_failures(results)
-    _finish(location, render(results, lines=True), output, failures, len(results), record_errors)
+    if checksums:
+        from .verify import checksum_lines
+
+        text = checksum_lines(results)
+    else:
+        text = render(results, lines=True)
+    _finish(location, text, output, failures, len(results), record_errors)
 
 
 def _load_manifest(path: str) -> dict[str, Any]:
@@ -485,4 +521,6 @@ def biocode(
 if __name__ == "__main__":  # pragma: no cover
     main()
 from . import cli_workflow  # noqa: E402,F401
+from .cli_compare import COMMANDS as _COMPARE_COMMANDS  # noqa: E402,F401
+from .cli_verify import COMMANDS as _VERIFY_COMMANDS  # noqa: E402,F401
 from .cli_views import COMMANDS as _VIEW_COMMANDS  # noqa: E402,F401

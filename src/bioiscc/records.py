@@ -28,6 +28,9 @@ SCHEMA_FILES = {
     BIOCODE: "biocode.schema.json",
     "bioiscc.views": "views.schema.json",
     "bioiscc.image": "image.schema.json",
+    "bioiscc.verify": "verify.schema.json",
+    "bioiscc.diff": "diff.schema.json",
+    "bioiscc.similar": "similar.schema.json",
 }
 
 
