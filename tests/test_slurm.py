@@ -246,7 +246,8 @@ def test_cluster_run_equals_local_run(cluster: None, samples: Path, tmp_path: Pa
     # the same jobs as locally; on the submitting machine only the run-wide local rules
     assert batches(on_slurm) == held
     assert jobs(output) == expected
-    assert jobs(output, local_only=True) == expected - per_batch == {("index", None), ("all", None)}
+    run_wide = {("index", None), ("duplicates", None), ("page", None), ("all", None)}
+    assert jobs(output, local_only=True) == expected - per_batch == run_wide
     # one Slurm job per batch (group-components), which ran every job of that batch and no other,
     # and which Slurm records as completed
     submitted = slurm_submissions(output)

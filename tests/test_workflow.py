@@ -35,7 +35,7 @@ SNAKEFILE = REPO / "workflow" / "Snakefile"
 BATCH_RULES = ("walk", "hash", "extract_views", "mix", "index_batch")
 #: the batch logs of the commands, by the rule that writes them
 STEP_OF_RULE = {"walk": "walk", "hash": "hash", "extract_views": "views", "mix": "mix"}
-RUN_WIDE = [("all", None), ("index", None)]
+RUN_WIDE = [("all", None), ("duplicates", None), ("index", None), ("page", None)]
 #: inputs per batch on average in the workspace (7 inputs: several batches)
 BATCH_SIZE = 3
 
@@ -327,7 +327,7 @@ def test_removed_file_recomputes_nothing(workspace: Path) -> None:
     (workspace / "data" / "a_b.tif").unlink()
     ran, done, _ = run_and_see(workspace)
     assert done == only()  # its batch reruns (its input list changed), reusing every other input
-    assert {rule for rule, _ in ran} <= {*BATCH_RULES, "index", "all"}
+    assert {rule for rule, _ in ran} <= {*BATCH_RULES, *(rule for rule, _ in RUN_WIDE)}
     assert "a_b.tif" not in {row["input"] for row in index_rows(workspace)}
 
 
@@ -470,7 +470,8 @@ def test_bundled_sample_data(tmp_path: Path) -> None:
     """The quick start's data: every input done, and the ND2 and its OME-Zarr copy share a code."""
     (tmp_path / "config").mkdir()
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
-    output = snakemake(tmp_path, "--config", f"input_dir={REPO / 'resources' / 'sample-data'}")
+    data = shutil.copytree(REPO / "resources" / "sample-data", tmp_path / "data")
+    output = snakemake(tmp_path, "--config", f"input_dir={data}")
     assert "0 failed" in output
     codes = {row["input"]: row["iscc_code"] for row in index_rows(tmp_path)}
     assert set(codes) == {
@@ -480,6 +481,26 @@ def test_bundled_sample_data(tmp_path: Path) -> None:
         "ome-zarr/example-zstack.ome.zarr",
     }
     assert codes["nd2/example-zstack.nd2"] == codes["ome-zarr/example-zstack.ome.zarr"]
+    # the two share pixels: duplicates.tsv and the page say so, and nothing else is related
+    pairs = (tmp_path / "results" / "duplicates.tsv").read_text().splitlines()
+    assert [line.split("\t")[:6] for line in pairs[1:]] == [
+        ["1", "identical", "nd2/example-zstack.nd2", "0", "ome-zarr/example-zstack.ome.zarr", "0"]
+    ]
+    page = (tmp_path / "results" / "index.html").read_text()
+    assert "Scenes that share pixels (1)" in page and "<code>ome-zarr/example-zstack.ome.zarr</code>" in page
+
+    # `snakemake verify`: every scene recomputed and OK; after a change to one input, the run fails
+    snakemake(tmp_path, "verify", "--config", f"input_dir={data}")
+    verified = (tmp_path / "results" / "verify.txt").read_text().splitlines()
+    assert sorted(verified) == sorted(f"{name}#0: OK" for name in codes)
+    pixels = tifffile.memmap(data / "ome-tiff" / "ome-types_tiny.ome.tiff", mode="r+")
+    pixels.flat[0] ^= 1  # one bit of one pixel
+    pixels.flush()
+    del pixels
+    output = snakemake(tmp_path, "verify", "--config", f"input_dir={data}", check=False)
+    assert "Error in rule verify" in output
+    assert "ome-tiff/ome-types_tiny.ome.tiff#0: FAILED" in (tmp_path / "results" / "verify.txt").read_text()
+    assert "1 FAILED" in (tmp_path / "logs" / "verify.log").read_text()
 
 
 def test_lint_and_format(tmp_path: Path) -> None:

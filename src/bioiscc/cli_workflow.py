@@ -178,6 +178,13 @@ def container_one(
     help="Write the rows, with their views' PNG paths, here (JSON Lines), for a later `index --rows-from`.",
 )
 @click.option(
+    "--similar",
+    "similar_json",
+    type=click.Path(dir_okay=False),
+    help="A `bioiscc similar --json` record of these rows: the HTML page lists its groups (scenes that "
+    "share pixels, near-identical and look-alike scenes).",
+)
+@click.option(
     "--rows-from",
     type=click.File("r", encoding="utf-8"),
     help="Index the rows of the `--rows-output` files listed in this file, one path per line ('-': "
@@ -194,6 +201,7 @@ def index(
     batch_file: str | None,
     rows_output: str | None,
     rows_from: IO[str] | None,
+    similar_json: str | None,
 ) -> None:
     """One row per scene of the given biocode containers, and a summary line on stderr.
 
@@ -226,7 +234,8 @@ def index(
     if tsv is not None:
         write_text(render_tsv(rows), tsv)
     if html_path is not None:
-        write_text(render_html(rows, summary), html_path)
+        groups = _similar_groups(similar_json) if similar_json else None
+        write_text(render_html(rows, summary, groups), html_path)
     if jsonl is not None or (tsv is None and html_path is None and rows_output is None):
         write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
     click.echo(summary, err=True)
@@ -441,8 +450,64 @@ THUMB_PIXELS = 64
 THUMB_BUDGET = 3000
 
 
-def render_html(rows: Iterable[dict[str, Any]], summary: str) -> str:
-    """A self-contained HTML page with one table row per scene, views as embedded thumbnails."""
+def _similar_groups(path: str) -> list[dict[str, Any]]:
+    """The groups of a `bioiscc similar --json` record, each with its pairs."""
+    from .output import read_records
+
+    try:
+        (record,) = read_records(path)
+        groups = {group["group"]: {**group, "pairs": []} for group in record.get("groups") or []}
+        for pair in record.get("pairs") or []:
+            groups[pair["group"]]["pairs"].append(pair)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        _fail(f"{path}: not a bioiscc similar record ({type(exc).__name__}: {exc})")
+    return list(groups.values())
+
+
+#: groups the HTML page lists at most (the TSV of `bioiscc similar` has them all)
+GROUP_BUDGET = 500
+
+
+def _groups_html(groups: list[dict[str, Any]]) -> str:
+    """Sections listing the scenes that share pixels, and the near-identical and look-alike ones."""
+    from html import escape
+
+    def scene(member: dict[str, Any]) -> str:
+        return f"<code>{escape(str(member.get('input')))}</code> #{escape(str(member.get('scene')))}"
+
+    sections = []
+    for relation, title, note in (
+        ("identical", "Scenes that share pixels", "the same ISCC-SUM: the same pixels in any format"),
+        ("near-identical", "Near-identical scenes", "Data-Codes a few bits apart: nearly the same pixels"),
+        ("look-alike", "Look-alike scenes", "ISCC-MIXEDs of their views a few bits apart"),
+    ):
+        chosen = [group for group in groups if group.get("relation") == relation]
+        if not chosen:
+            continue
+        items = []
+        for group in chosen[:GROUP_BUDGET]:
+            members = ", ".join(scene(m) for m in group.get("members") or [])
+            distances = sorted({p.get("data_distance") for p in group["pairs"]} - {None})
+            detail = (
+                f" (Data-Code distance {', '.join(map(str, distances))})" if relation != "identical" else ""
+            )
+            items.append(f"<li>group {escape(str(group.get('group')))}: {members}{escape(detail)}</li>")
+        more = (
+            f"<p>({len(chosen) - GROUP_BUDGET} more in duplicates.tsv)</p>"
+            if len(chosen) > GROUP_BUDGET
+            else ""
+        )
+        sections.append(
+            f"<h2>{escape(title)} ({len(chosen)})</h2><p>{escape(note)}</p><ul>{''.join(items)}</ul>{more}"
+        )
+    return "\n".join(sections) or "<p>No two scenes share pixels or look alike.</p>"
+
+
+def render_html(
+    rows: Iterable[dict[str, Any]], summary: str, groups: list[dict[str, Any]] | None = None
+) -> str:
+    """A self-contained HTML page with one table row per scene, views as embedded thumbnails, and
+    (given the groups of `bioiscc similar`) the scenes that share pixels or look alike."""
     from html import escape
 
     rows = list(rows)
@@ -474,6 +539,7 @@ def render_html(rows: Iterable[dict[str, Any]], summary: str) -> str:
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>bioiscc index</title>'
         f"<style>{style}</style></head><body>\n<p>{escape(summary)}</p>\n"
+        f"{_groups_html(groups) if groups is not None else ''}\n"
         f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n</body></html>\n"
     )
 

@@ -42,12 +42,6 @@ rule index:
             category="Codes",
             labels={"index": "codes per scene (TSV)"},
         ),
-        html=report(
-            "results/index.html",
-            caption="../report/index.rst",
-            category="Codes",
-            labels={"index": "codes per scene (table)"},
-        ),
         jsonl="results/index.jsonl",
     log:
         "logs/index.log",
@@ -58,8 +52,84 @@ rule index:
         "../../envs/bioiscc.yaml"
     threads: 1
     resources:
-        mem_mb=1024,
+        mem_mb=2048,
         runtime=10,
     shell:
         "bioiscc index --rows-from {input.batches:q}"
-        " --tsv {output.tsv:q} --jsonl {output.jsonl:q} --html {output.html:q} 2> {log:q}"
+        " --tsv {output.tsv:q} --jsonl {output.jsonl:q} 2> {log:q}"
+
+
+# Scenes that share pixels (the same ISCC-SUM), nearly do (Data-Codes a few bits apart) or look
+# alike (ISCC-MIXEDs of their views a few bits apart), across the whole run: `bioiscc similar`.
+rule duplicates:
+    input:
+        "results/index.jsonl",
+    output:
+        tsv=report(
+            "results/duplicates.tsv",
+            caption="../report/duplicates.rst",
+            category="Codes",
+            labels={"index": "scenes that share pixels or look alike"},
+        ),
+        json="results/duplicates.json",
+    log:
+        "logs/duplicates.log",
+    localrule: True
+    conda:
+        "../../envs/bioiscc.yaml"
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    shell:
+        "bioiscc similar {input:q} --tsv {output.tsv:q} --json {output.json:q} 2> {log:q}"
+
+
+# The page a facility shows its users: the codes of every scene, their views, and the groups of
+# scenes that share pixels or look alike.
+rule page:
+    input:
+        batches="results/_batches/batches.txt",
+        rows=all_batch_rows,
+        similar="results/duplicates.json",
+    output:
+        report(
+            "results/index.html",
+            caption="../report/index.rst",
+            category="Codes",
+            labels={"index": "codes per scene (table)"},
+        ),
+    log:
+        "logs/page.log",
+    localrule: True
+    conda:
+        "../../envs/bioiscc.yaml"
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    shell:
+        "bioiscc index --rows-from {input.batches:q} --similar {input.similar:q} --html {output:q}"
+        " 2> {log:q}"
+
+
+# On demand (`snakemake verify`): every scene of the index as it stands recomputed from its input
+# and compared with its stored code; results/verify.txt says OK, FAILED, MISSING or UNREADABLE per
+# scene, and a mismatch fails the run. The index is read, not rebuilt: it is neither an input nor is
+# the report an output Snakemake tracks, so that the check runs every time it is asked for and never
+# first recomputes the codes it is meant to check.
+rule verify:
+    log:
+        "logs/verify.log",
+    localrule: True
+    conda:
+        "../../envs/bioiscc.yaml"
+    threads: 1
+    resources:
+        mem_mb=2048,
+    params:
+        root=config["input_dir"],
+        index=f"{RESULTS}/index.jsonl",
+        report=f"{RESULTS}/verify.txt",
+    shell:
+        "bioiscc verify {params.index:q} --root {params.root:q} --warn -o {params.report:q} 2> {log:q}"
