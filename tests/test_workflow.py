@@ -570,3 +570,21 @@ def test_scale_benchmark_small(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| tiff 150 | rerun, one input changed |" in result.stdout
     assert "computed: data/plate_0000/image_000000.ome.tif only" in result.stdout
+
+
+def test_config_file_optional_and_boolean_words(done: tuple[Path, str], tmp_path: Path) -> None:
+    """An empty (or no) config/config.yaml is fine, and booleans take the usual words on the command line."""
+    shutil.copytree(done[0] / "data", tmp_path / "data")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("")
+    output = snakemake(
+        tmp_path, "-n", "--config", "input_dir=data", "retry_failed=false", "views={enabled: no}"
+    )
+    assert "extract_views" not in {rule for rule, _ in jobs(output)}
+    assert ("walk", None) not in jobs(output) and any(rule == "walk" for rule, _ in jobs(output))
+    (tmp_path / "config" / "config.yaml").unlink()
+    assert any(
+        rule == "extract_views" for rule, _ in jobs(snakemake(tmp_path, "-n", "--config", "input_dir=data"))
+    )
+    refused = snakemake(tmp_path, "-n", "--config", "input_dir=data", "simprints=perhaps", check=False)
+    assert "'perhaps' is not of type 'boolean'" in refused
