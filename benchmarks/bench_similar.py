@@ -41,16 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from bioiscc.cli_workflow import INDEX_FIELDS, _tsv_value
+
 TARGET_SECONDS = 60.0
 TARGET_MB = 2048.0
 DATA_BITS = 16
 MIXED_BITS = 32
-#: the columns of results/index.tsv, in order (bioiscc.cli_workflow.INDEX_FIELDS)
-FIELDS = (
-    "input", "scene", "name", "status", "iscc_code", "data_code", "instance_code", "datahash",
-    "iscc_mixed", "image_iscc_code", "format", "reader", "dtype", "dims", "planes", "bytes",
-    "file_iscc_code", "error", "views", "views_status", "views_error", "container",
-)  # fmt: skip
 B32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
 
 
@@ -170,20 +166,12 @@ def make_index(path: Path, n: int, seed: int = 1) -> Planted:
         open(path, "w", encoding="utf-8") as out,
         open(path.with_suffix(".tsv"), "w", encoding="utf-8") as tsv,
     ):
-        tsv.write("\t".join(FIELDS) + "\n")
+        tsv.write("\t".join(INDEX_FIELDS) + "\n")
         for row in range(n):
             values = _row(row, columns, row in failed)
             out.write(json.dumps(values) + "\n")
-            tsv.write("\t".join(_tsv_value(values[name]) for name in FIELDS) + "\n")
+            tsv.write("\t".join(_tsv_value(values[name]) for name in INDEX_FIELDS) + "\n")
     return planted
-
-
-def _tsv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return " ".join(f"{key}={size}" for key, size in value.items())
-    return str(value)
 
 
 def _row(row: int, columns: dict[str, list[str]], failed: bool) -> dict[str, Any]:

@@ -21,7 +21,14 @@ import click
 COMMANDS = ("extract-views", "mix", "imagecode", "views", "scenes", "thumb")
 
 from . import cli  # noqa: E402
-from .cli import EXIT_INCOMPLETE, _fail, scenes_option, source_options, threads_option  # noqa: E402
+from .cli import (  # noqa: E402
+    EXIT_INCOMPLETE,
+    _fail,
+    progress_option,
+    scenes_option,
+    source_options,
+    threads_option,
+)
 from .cli_batch import (  # noqa: E402
     batch_options,
     mix_step,
@@ -172,7 +179,7 @@ def _chosen_scenes(source: str, infos: list[SceneInfo], chosen: Sequence[int]) -
 @source_options
 @record_errors_option
 @batch_options
-@click.option("--progress/--no-progress", default=None, help="(--batch) Show progress on stderr.")
+@progress_option
 def extract_views(
     source: str | None,
     scene: int,
@@ -259,7 +266,7 @@ def extract_views(
 )
 @record_errors_option
 @batch_options
-@click.option("--progress/--no-progress", default=None, help="(--batch) Show progress on stderr.")
+@progress_option
 def mix(
     views_json: str | None,
     scene_json: str | None,
