@@ -4,7 +4,7 @@ At the top, static HTML written here: the summary line, counts of scenes by form
 count a link that filters the table), the groups of scenes that share pixels or look alike (from
 `bioiscc similar`), skipped inputs and stale results when the caller names them, and a legend. Below,
 the table: its rows are embedded as JSON and rendered a page at a time by the small script of the
-template (`templates/report.html`), which sorts and filters them; the page's state lives in the URL
+template (`templates/page.html`), which sorts and filters them; the page's state lives in the URL
 fragment (`#state=failed&q=czi`), so a view of it can be linked. No network: CSS and script are
 inline, thumbnails are data URIs, and a Content-Security-Policy forbids everything else. Knows
 nothing of click.
@@ -123,7 +123,7 @@ def render_page(
 
 
 def _template() -> str:
-    return (resources.files("bioiscc") / "templates" / "report.html").read_text(encoding="utf-8")
+    return (resources.files("bioiscc") / "templates" / "page.html").read_text(encoding="utf-8")
 
 
 def _state_order(states: Iterable[str]) -> dict[str, int]:
