@@ -6,13 +6,14 @@ one 6 x 6, one broken), `bioiscc similar` over the index, and `bioiscc index --r
 --html`. Headless Chromium (Debian's `chromium`) loads it, runs its script and dumps the DOM; the
 page writes any script error or blocked request into #errors, and the number of rows it rendered
 into <body data-rendered>. Filters are set through the page's address (`#state=flat`), as a user's
-link would. Without Chromium these tests skip, unless BIOISCC_REQUIRE_BROWSER=1 (CI), which turns
+link would, and through its controls, worked by a page that frames it (HARNESS). Without Chromium these tests skip, unless BIOISCC_REQUIRE_BROWSER=1 (CI), which turns
 its absence into a failure. A screenshot is written to tests/artifacts/report.png.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import importlib.util
 import io
 import json
@@ -242,6 +243,73 @@ def test_page_in_browser_lists_failures_first_without_errors(built: Path) -> Non
 )
 def test_page_in_browser_filters_and_sorts(built: Path, fragment: str, expected: list[str]) -> None:
     assert inputs(load(chromium(), built / "index.html", fragment)) == expected
+
+
+#: a page that loads index.html in a frame (same origin under --allow-file-access-from-files), works
+#: its controls as a user would (types a filter, picks a state, clicks column heads and a group
+#: link) and writes the rows shown after each step into its own DOM, for --dump-dom
+HARNESS = """<!DOCTYPE html><html><body><iframe id="page" src="index.html" width="1400" height="900"></iframe>
+<pre id="out"></pre><script>
+var frame = document.getElementById("page"), out = [];
+function later(step) { setTimeout(step, 400); }
+frame.onload = function () {
+  var d = frame.contentDocument, w = frame.contentWindow;
+  function note(what) {
+    var rows = Array.from(d.querySelectorAll("tbody tr[data-input]"))
+      .map(function (r) { return r.dataset.input; });
+    out.push(what + " " + rows.join(",") + " " + w.location.hash);
+  }
+  function set(id, value, event) {
+    var e = d.getElementById(id);
+    e.value = value;
+    e.dispatchEvent(new w.Event(event));
+  }
+  note("start");
+  set("q", "COPY", "input");
+  later(function () {
+    note("typed");
+    set("q", "", "input");
+    later(function () {
+      set("state", "flat", "change"); note("state");
+      set("state", "", "change");
+      d.querySelector('th[data-key="input"]').click(); note("sorted");
+      d.querySelector('th[data-key="input"]').click(); note("reversed");
+      d.querySelector('.groups a[href="#group=1"]').click();
+      later(function () {
+        note("group");
+        out.push("errors " + d.getElementById("errors").textContent);
+        document.getElementById("out").textContent = out.join("\\n");
+      });
+    });
+  });
+};
+</script></body></html>
+"""
+
+
+def test_page_in_browser_responds_to_the_controls(built: Path) -> None:
+    harness = built / "harness.html"
+    harness.write_text(HARNESS)
+    result = headless(
+        chromium(),
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        harness.as_uri(),
+    )
+    assert [line for line in result.stderr.splitlines() if ":CONSOLE" in line] == []
+    found = re.search(r'<pre id="out">(.*?)</pre>', result.stdout, re.S)
+    assert found is not None and found.group(1), result.stdout[-2000:]
+    steps = dict(line.split(" ", 1) for line in html.unescape(found.group(1)).splitlines())
+    assert steps == {
+        "start": ",".join(EXPECTED) + " ",
+        "typed": "copy.ome.tif #q=COPY",
+        "state": "flat.tif #state=flat",
+        "sorted": ",".join(sorted(EXPECTED)) + " #sort=input",
+        "reversed": ",".join(sorted(EXPECTED, reverse=True)) + " #sort=input&desc=1",
+        "group": "copy.ome.tif,plain.tif #group=1",
+        "errors": "",
+    }
 
 
 def report_bench() -> ModuleType:
