@@ -6,8 +6,9 @@ one 6 x 6, one broken), `bioiscc similar` over the index, and `bioiscc index --r
 --html`. Headless Chromium (Debian's `chromium`) loads it, runs its script and dumps the DOM; the
 page writes any script error or blocked request into #errors, and the number of rows it rendered
 into <body data-rendered>. Filters are set through the page's address (`#state=flat`), as a user's
-link would, and through its controls, worked by a page that frames it (HARNESS). Without Chromium these tests skip, unless BIOISCC_REQUIRE_BROWSER=1 (CI), which turns
-its absence into a failure. A screenshot is written to tests/artifacts/report.png.
+link would, and through its controls, worked by a page that frames it (HARNESS). Without Chromium
+these tests skip, unless BIOISCC_REQUIRE_BROWSER=1 (CI), which turns its absence into a failure.
+A screenshot is written to tests/artifacts/report.png.
 """
 
 from __future__ import annotations
@@ -207,6 +208,19 @@ def test_skipped_inputs_and_stale_results_are_listed() -> None:
     assert "Skipped inputs (1)" in page and "<code>notes/README.txt</code>: not matched" in page
     assert "Stale results (1)" in page and "<code>results/gone.tif</code>" in page
     assert "Skipped inputs" not in render_page([], "bioiscc index: 0 inputs")
+    # a row of another status (as an index may list skipped inputs) comes after failed ones, with its reason
+    rows = [
+        {"input": "a.tif", "scene": 0, "status": "ok", "iscc_code": "ISCC:K4A"},
+        {"input": "b.txt", "scene": None, "status": "skipped", "error": "not an image"},
+        {"input": "c.tif", "scene": None, "status": "failed", "error": "truncated"},
+    ]
+    data = embedded(render_page(rows, "bioiscc index: 3 inputs"))
+    assert data["states"] == ["failed", "skipped", "views failed", "flat", "ok"]
+    assert [(row[0], row[3], row[-1]) for row in data["rows"]] == [
+        ("c.tif", "failed", "truncated"),
+        ("b.txt", "skipped", "not an image"),
+        ("a.tif", "ok", None),
+    ]
 
 
 # ---- in the browser ----
