@@ -59,7 +59,8 @@ def chromium() -> str:
 
 
 def headless(browser: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    command += ["--enable-logging=stderr", "--v=0"]  # console messages on stderr
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
 
 
