@@ -199,6 +199,7 @@ def _row(row: int, columns: dict[str, list[str]], failed: bool) -> dict[str, Any
         "error": None if ok else "TiffFileError: not a TIFF file",
         "views": 4 if ok else None,
         "views_status": "ok" if ok else "failed",
+        "views_flat": False if ok else None,
         "views_error": None,
         "container": f"results/{name}/container.json",
     }

@@ -236,8 +236,8 @@ def test_first_run_codes_and_index(done: tuple[Path, str]) -> None:
     assert tsv[0].split("\t")[:5] == ["input", "scene", "name", "status", "iscc_code"]
     assert [line.split("\t")[4] for line in tsv[1:]] == [row["iscc_code"] for row in rows]
     html = (workdir / "results" / "index.html").read_text()
-    assert "<table>" in html
-    assert html.count('<img src="data:image/png;base64,') == sum(row["views"] for row in rows) > 8
+    assert '<table class="rows"' in html  # the views as thumbnails, in the rows embedded as JSON
+    assert html.count('"data:image/png;base64,') == sum(row["views"] for row in rows) > 8
 
     # the views and codes are those `bioiscc imagecode` gives (same defaults: 5 views, 256 bits)
     for name, key in INPUTS.items():
@@ -382,7 +382,7 @@ def test_views_disabled(workspace: Path) -> None:
     assert all(row["status"] == "ok" and row["iscc_mixed"] is None for row in rows)
     assert all(row["views_status"] is None for row in rows)
     assert not list((workspace / "results").glob("*/image.jsonl"))
-    assert "<img" not in (workspace / "results" / "index.html").read_text()
+    assert "data:image/png" not in (workspace / "results" / "index.html").read_text()
 
 
 def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
@@ -481,6 +481,10 @@ def test_bundled_sample_data(tmp_path: Path) -> None:
         "ome-zarr/example-zstack.ome.zarr",
     }
     assert codes["nd2/example-zstack.nd2"] == codes["ome-zarr/example-zstack.ome.zarr"]
+    # the tiny OME-TIFF (6 x 6, constant channels) has flat views, and the index says so
+    assert {row["input"] for row in index_rows(tmp_path) if row["views_flat"]} == {
+        "ome-tiff/ome-types_tiny.ome.tiff"
+    }
     # the two share pixels: duplicates.tsv and the page say so, and nothing else is related
     pairs = (tmp_path / "results" / "duplicates.tsv").read_text().splitlines()
     assert [line.split("\t")[:6] for line in pairs[1:]] == [

@@ -44,6 +44,7 @@ INDEX_FIELDS = (
     "error",
     "views",
     "views_status",
+    "views_flat",
     "views_error",
     "container",
 )
@@ -152,7 +153,8 @@ def container_one(
     "--html",
     "html_path",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the index as an HTML table here (the workflow's report shows it).",
+    help="Write the index as an HTML page here (the workflow's report shows it): counts, groups, "
+    "legend, and a sortable, filterable table with the views as thumbnails.",
 )
 @click.option(
     "--relative-to",
@@ -208,9 +210,10 @@ def index(
     Columns: input, scene, name, status, the scene's codes (iscc_code, data_code, instance_code,
     datahash), with --images its iscc_mixed and image_iscc_code (ISCC-MIXED + Data + Instance),
     format, reader, dtype, dims, planes, bytes, file_iscc_code (the raw-bytes ISCC-SUM), error,
-    with --images the number of views, views_status and views_error, and container. An input that
-    could not be read at all gives one failed row without a scene. Rows are sorted by input, then
-    scene; the HTML table shows each scene's views beside its codes.
+    with --images the number of views, views_status, views_flat (every view flat: no picture) and
+    views_error, and container. An input that could not be read at all gives one failed row without
+    a scene. Rows are sorted by input, then scene; the HTML page (bioiscc.report_page) lists
+    failures and warnings first and shows each scene's views beside its codes.
     """
     from .output import dumps, write_text
 
@@ -234,8 +237,10 @@ def index(
     if tsv is not None:
         write_text(render_tsv(rows), tsv)
     if html_path is not None:
+        from .report_page import render_page
+
         groups = _similar_groups(similar_json) if similar_json else None
-        write_text(render_html(rows, summary, groups), html_path)
+        write_text(render_page(rows, summary, groups), html_path)
     if jsonl is not None or (tsv is None and html_path is None and rows_output is None):
         write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
     click.echo(summary, err=True)
@@ -361,6 +366,7 @@ def add_images(rows: list[dict[str, Any]], path: Path) -> None:
             image_iscc_code=record.get("iscc_code"),
             views=len(views),
             views_status=record.get("status"),
+            views_flat=record.get("flat"),
             views_error=record.get("error"),
             _pngs=[(v.get("id"), path.parent / v["png"]) for v in views if v.get("png")],
         )
@@ -404,6 +410,8 @@ def render_tsv(rows: Iterable[dict[str, Any]]) -> str:
 def _tsv_value(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict):
         return " ".join(f"{key}={size}" for key, size in value.items())
     return str(value)
@@ -426,30 +434,6 @@ def summary_line(rows: list[dict[str, Any]], inputs: int, with_views: bool = Fal
     return line
 
 
-#: the columns the HTML table shows (the TSV and JSON Lines have all of them); "views" holds the
-#: view thumbnails and the error column also shows views_error
-HTML_FIELDS = (
-    "input",
-    "scene",
-    "name",
-    "status",
-    "iscc_code",
-    "iscc_mixed",
-    "views",
-    "format",
-    "dtype",
-    "dims",
-    "file_iscc_code",
-    "error",
-)
-#: columns in a fixed-width font
-CODE_FIELDS = frozenset({"iscc_code", "iscc_mixed", "file_iscc_code"})
-#: longest side of a view thumbnail in the HTML table, in pixels
-THUMB_PIXELS = 64
-#: thumbnails embedded in one HTML table at most (each about 3 KB); later scenes show a count
-THUMB_BUDGET = 3000
-
-
 def _similar_groups(path: str) -> list[dict[str, Any]]:
     """The groups of a `bioiscc similar --json` record, each with its pairs."""
     from .output import read_records
@@ -464,122 +448,5 @@ def _similar_groups(path: str) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-#: groups the HTML page lists at most (the TSV of `bioiscc similar` has them all)
-GROUP_BUDGET = 500
-
-
-def _groups_html(groups: list[dict[str, Any]]) -> str:
-    """Sections listing the scenes that share pixels, and the near-identical and look-alike ones."""
-    from html import escape
-
-    def scene(member: dict[str, Any]) -> str:
-        return f"<code>{escape(str(member.get('input')))}</code> #{escape(str(member.get('scene')))}"
-
-    sections = []
-    for relation, title, note in (
-        ("identical", "Scenes that share pixels", "the same ISCC-SUM: the same pixels in any format"),
-        ("near-identical", "Near-identical scenes", "Data-Codes a few bits apart: nearly the same pixels"),
-        ("look-alike", "Look-alike scenes", "ISCC-MIXEDs of their views a few bits apart"),
-    ):
-        chosen = [group for group in groups if group.get("relation") == relation]
-        if not chosen:
-            continue
-        items = []
-        for group in chosen[:GROUP_BUDGET]:
-            members = ", ".join(scene(m) for m in group.get("members") or [])
-            distances = sorted({p.get("data_distance") for p in group["pairs"]} - {None})
-            detail = (
-                f" (Data-Code distance {', '.join(map(str, distances))})" if relation != "identical" else ""
-            )
-            items.append(f"<li>group {escape(str(group.get('group')))}: {members}{escape(detail)}</li>")
-        more = (
-            f"<p>({len(chosen) - GROUP_BUDGET} more in duplicates.tsv)</p>"
-            if len(chosen) > GROUP_BUDGET
-            else ""
-        )
-        sections.append(
-            f"<h2>{escape(title)} ({len(chosen)})</h2><p>{escape(note)}</p><ul>{''.join(items)}</ul>{more}"
-        )
-    return "\n".join(sections) or "<p>No two scenes share pixels or look alike.</p>"
-
-
-def render_html(
-    rows: Iterable[dict[str, Any]], summary: str, groups: list[dict[str, Any]] | None = None
-) -> str:
-    """A self-contained HTML page with one table row per scene, views as embedded thumbnails, and
-    (given the groups of `bioiscc similar`) the scenes that share pixels or look alike."""
-    from html import escape
-
-    rows = list(rows)
-    with_views = any(row["views_status"] is not None for row in rows)
-    fields = [f for f in HTML_FIELDS if with_views or f not in ("iscc_mixed", "views")]
-    budget = [THUMB_BUDGET]
-
-    def cell(row: dict[str, Any], field: str) -> str:
-        if field == "views":
-            return _thumbnails(row, budget)
-        value = row[field]
-        if field == "error" and row["views_error"]:
-            value = "; ".join(filter(None, [value, f"views: {row['views_error']}"]))
-        css = ' class="code"' if field in CODE_FIELDS else ""
-        return f"<td{css}>{escape(_tsv_value(value))}</td>"
-
-    head = "".join(f"<th>{escape(field)}</th>" for field in fields)
-    body = "".join(
-        f'<tr class="{escape(_row_state(row))}">' + "".join(cell(row, f) for f in fields) + "</tr>\n"
-        for row in rows
-    )
-    style = (
-        "body{font-family:sans-serif;font-size:13px;color:#222;background:#fff}"
-        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;"
-        "vertical-align:top}td.code{font-family:monospace;word-break:break-all;max-width:28em}"
-        "td.views img{margin:0 2px 2px 0;image-rendering:pixelated;background:#000}"
-        "tr.failed{background:#fde8e8}"
-    )
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>bioiscc index</title>'
-        f"<style>{style}</style></head><body>\n<p>{escape(summary)}</p>\n"
-        f"{_groups_html(groups) if groups is not None else ''}\n"
-        f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n</body></html>\n"
-    )
-
-
 def _row_state(row: dict[str, Any]) -> str:
     return "failed" if row["status"] != "ok" or row["views_status"] == "failed" else "ok"
-
-
-def _thumbnails(row: dict[str, Any], budget: list[int]) -> str:
-    """The row's views as <img> tags with data URIs, while the table's budget lasts."""
-    from html import escape
-
-    pngs = row.get("_pngs") or []
-    tags = []
-    for view_id, path in pngs:
-        if budget[0] <= 0:
-            break
-        uri = _thumbnail_uri(path)
-        if uri is None:
-            continue
-        budget[0] -= 1
-        name = escape(str(view_id))
-        tags.append(f'<img src="{uri}" alt="{name}" title="{name}">')
-    if len(tags) < len(pngs):
-        tags.append(f"<span>({len(pngs) - len(tags)} more not shown)</span>")
-    return f'<td class="views">{"".join(tags)}</td>'
-
-
-def _thumbnail_uri(path: Path | str) -> str | None:
-    """A small PNG of the view as a data URI; None when the PNG cannot be read."""
-    import base64
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.thumbnail((THUMB_PIXELS, THUMB_PIXELS), Image.Resampling.BOX)
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG", optimize=True)
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
