@@ -124,13 +124,15 @@ def test_file_named_tiff_without_tiff_header_is_refused(tmp_path: Path, name: st
 
     path = tmp_path / name
     Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(path, format="PNG")  # a PNG named .tif
-    with pytest.raises(bioiscc.InputError, match="not a TIFF: named .* but the file has no TIFF header"):
+    with pytest.raises(
+        bioiscc.InputError, match="not a readable TIFF: named .* but the file has no TIFF header"
+    ):
         bioiscc.walk(path)
     result = run_cli("walk", str(path)) if name == "fake.tif" else None
     if result is not None:
         assert result.returncode == 1 and result.stdout == ""
         assert result.stderr.strip().splitlines() == [
-            f"bioiscc: error: {path}: not a TIFF: named '.tif' but the file has no TIFF header"
+            f"bioiscc: error: {path}: not a readable TIFF: named '.tif' but the file has no TIFF header"
         ]
 
 

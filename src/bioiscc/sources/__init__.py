@@ -164,7 +164,9 @@ def open_source(location: str | os.PathLike[str], source: str = "auto", reader: 
     if kind == "not-zarr":
         raise InputError(location, "a directory that is not a Zarr store (no .zgroup, .zattrs or zarr.json)")
     if kind == "not-tiff":
-        raise InputError(location, f"not a TIFF: named '{path.suffix}' but the file has no TIFF header")
+        raise InputError(
+            location, f"not a readable TIFF: named '{path.suffix}' but the file has no TIFF header"
+        )
     from .plugins import open_with_plugin
 
     return open_with_plugin(location, path)
