@@ -79,7 +79,7 @@ def _dotted(suffix: str) -> str:
 
 def installed_plugins() -> list[Plugin]:
     """Every bioio reader plugin installed, by name (read from entry points: nothing is imported)."""
-    found = {}
+    found: dict[str, Plugin] = {}
     for point in entry_points(group=ENTRY_POINTS):
         module = point.value.split(":")[0].strip()
         dist = point.dist.name if point.dist is not None else point.name
