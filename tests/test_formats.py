@@ -261,3 +261,39 @@ def test_formats_json_lists_native_readers_and_plugins(imageio_plugin: str) -> N
         line.split()[:3] == ["bioio-imageio", version("bioio-imageio"), "fallback"]
         for line in table.splitlines()
     )
+
+
+# --- the workflow --------------------------------------------------------------------------------
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_workflow_reads_whole_slides_and_plugin_formats(
+    tmp_path: Path, svs: Path, imageio_plugin: str
+) -> None:
+    """An SVS (default include), a PNG (added to include) and a PNG named .tif, in one real run."""
+    pytest.importorskip("snakemake")
+    from PIL import Image
+
+    from tests.test_workflow import index_rows, snakemake
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "slide.svs").write_bytes(svs.read_bytes())
+    pixels = np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)
+    Image.fromarray(pixels).save(data / "cells.png")
+    Image.fromarray(pixels).save(data / "renamed.tif", format="PNG")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(
+        "input_dir: data\nviews: {enabled: false}\ninclude: ['*.svs', '*.png', '*.tif']\n"
+    )
+    output = snakemake(tmp_path)
+    rows = {(row["input"], row["scene"]): row for row in index_rows(tmp_path)}
+    assert [rows["slide.svs", k]["iscc_code"] for k in range(4)] == tiff_reference(svs)
+    assert [rows["slide.svs", k]["name"] for k in range(4)] == SVS_SERIES
+    assert rows["cells.png", 0]["iscc_code"] == reference_code(pixels, "YX")
+    (renamed,) = [row for row in rows.values() if row["input"] == "renamed.tif"]
+    assert renamed["status"] == "failed" and "no TIFF header" in renamed["error"]
+    assert "3 inputs, 6 scenes: 5 done, 1 failed" in output
+    walk = json.loads((tmp_path / "results" / "cells.png" / "walk.json").read_text())
+    assert (walk["format"], walk["reader"]) == ("png", imageio_plugin)
