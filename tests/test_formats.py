@@ -32,7 +32,7 @@ APERIO = "Aperio Image Library v12.0.15 \r\n"
 SVS_SERIES = ["Baseline", "Thumbnail", "Label", "Macro"]
 
 
-def write_svs(path: Path, bigtiff: bool = False) -> None:
+def write_svs(path: Path, bigtiff: bool = False, byteorder: str = "<") -> None:
     """An Aperio-like slide: tiled level 0, thumbnail, tiled level 1, label (reduced), macro."""
     rng = np.random.default_rng(14)
 
@@ -50,7 +50,7 @@ def write_svs(path: Path, bigtiff: bool = False) -> None:
         (rgb(40, 50), {"subfiletype": 1}, "label 50x40"),
         (rgb(40, 90), {"subfiletype": 9, "compression": "jpeg"}, "macro 90x40"),
     ]
-    with tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
+    with tifffile.TiffWriter(path, bigtiff=bigtiff, byteorder=byteorder) as tif:
         for data, options, description in pages:
             tif.write(data, photometric="rgb", description=APERIO + description, metadata=None, **options)
 
@@ -85,24 +85,27 @@ def test_svs_is_walked_as_tifffiles_series(svs: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "bigtiff"),
+    ("name", "header"),
     [
-        ("SLIDE.SVS", False),
-        ("slide", False),  # no suffix
-        ("slide.qptiff", False),
-        ("slide.bif", False),  # also claimed by bioio-imageio: the TIFF header decides
-        ("slide.data", False),  # a suffix no reader claims
-        ("slide.tf8", True),
-        ("slide.btf", True),
+        ("SLIDE.SVS", b"II*\x00"),
+        ("slide", b"II*\x00"),  # no suffix
+        ("slide.qptiff", b"II*\x00"),
+        ("slide.bif", b"II*\x00"),  # also claimed by bioio-imageio: the TIFF header decides
+        ("slide.data", b"II*\x00"),  # a suffix no reader claims
+        ("slide.tf8", b"II+\x00"),  # BigTIFF
+        ("slide.btf", b"MM\x00+"),  # big-endian BigTIFF
+        ("slide.tif", b"MM\x00*"),  # big-endian classic TIFF
     ],
 )
-def test_tiff_family_by_header_whatever_the_name(svs: Path, tmp_path: Path, name: str, bigtiff: bool) -> None:
+def test_tiff_family_by_header_whatever_the_name(svs: Path, tmp_path: Path, name: str, header: bytes) -> None:
     path = tmp_path / name
-    if bigtiff:
-        write_svs(path, bigtiff=True)
-        assert path.read_bytes()[:4] in (b"II+\x00", b"MM\x00+")
-    else:
+    if header == b"II*\x00":
         path.write_bytes(svs.read_bytes())
+    else:
+        write_svs(
+            path, bigtiff=header[2:] in (b"+\x00", b"\x00+"), byteorder=">" if header[:2] == b"MM" else "<"
+        )
+    assert path.read_bytes()[:4] == header
     assert detect(path) == "tiff"
     with open_source(path) as source:
         assert source.kind == "tiff" and source.format == "svs"
