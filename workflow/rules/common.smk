@@ -394,7 +394,8 @@ def log_index_summary(path="logs/index.log"):
 #              readers that may hold a whole scene (LIF tile scans with dimensions other than
 #              T, C, Z, which bioio-lif stitches in memory; the manifest names the reader but does
 #              not mark mosaics, so every LIF read with bioio-lif counts; CZI mosaics are stitched
-#              one plane at a time):
+#              one plane at a time; bioio plugins of the fallback, whose base reader loads a
+#              scene whole unless the plugin reads planes itself):
 #                512 + 2 x largest scene + 3 x largest plane
 #              at least 1024, at most 128 GiB
 #     runtime  2 min + 1 min per full minute of reading pixels and bytes on disk at 20 MB/s,
@@ -427,9 +428,11 @@ MAX_RUNTIME = 2 * 24 * 60
 READ_BYTES_PER_S = 20 * 10**6
 WALK_BYTES_PER_MIN = 10 * 10**9
 READ_AHEAD_BYTES = 4096 * MIB
-#: readers (as the manifest names them) that may hold a whole scene in memory: bioio-lif (a LIF
-#: tile scan it stitches whole; the record names it for every LIF mosaic)
-WHOLE_SCENE_READERS = ("bioio_lif",)
+#: readers (as the manifest names them) that may hold a whole scene in memory: every bioio plugin
+#: (bioio-lif stitches a LIF tile scan whole, the record names it for every LIF mosaic; the plugins
+#: of the fallback, "bioio_imageio 1.3.0", read through bioio's base reader) but Bio-Formats
+WHOLE_SCENE_READERS = ("bioio_",)
+PLANE_READERS = ("bioio_bioformats",)
 #: before the walk: formats whose reader may hold a whole scene (LIF mosaics)
 WHOLE_SCENE_FORMATS = frozenset({"lif"})
 #: before the walk: pixel bytes per byte on disk, at most (for the runtime and the threads)
@@ -478,7 +481,8 @@ def _manifest(path, stamp):
             pixels=sum(size for size, _ in scenes),
             scene=max((size for size, _ in scenes), default=0),
             plane=max((size // max(planes, 1) for size, planes in scenes), default=0),
-            whole=any(name in reader for name in WHOLE_SCENE_READERS),
+            whole=any(name in reader for name in WHOLE_SCENE_READERS)
+            and not any(name in reader for name in PLANE_READERS),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -2,18 +2,25 @@
 
 | source     | what                                    | library                                  |
 | ---------- | --------------------------------------- | ---------------------------------------- |
-| `tiff`     | TIFF, OME-TIFF                          | tifffile                                 |
+| `tiff`     | TIFF, OME-TIFF, BigTIFF, and TIFF-based | tifffile                                 |
+|            | whole-slide files (SVS, NDPI, SCN, ...) |                                          |
 | `ome-zarr` | OME-Zarr store (directory)              | zarr                                     |
 | `bioio`    | CZI (mosaics stitched plane by plane)   | aicspylibczi (libCZI)                    |
 |            | ND2                                     | nd2                                      |
 |            | LIF                                     | liffile (mosaics: bioio-lif, stitched)   |
 |            | DV                                      | mrc (header), positioned plane reads     |
+|            | any other file a bioio plugin reads     | that plugin (`sources.plugins`)          |
 | `omero`    | omero:// image or fileset URI           | omero-py (Blitz API)                     |
 
-The `bioio` kind is the vendor files, each opened by its suffix. CZI and ND2 are read with the
-libraries the bioio plugins wrap, without bioio (whose imports take over a second); `BioioSource`
-still reads them through bioio-czi and bioio-nd2 (`BioioSource(location, path, "czi")`), for
-comparisons.
+A file is a TIFF by its first bytes (a classic or BigTIFF header), whatever its name: Aperio SVS,
+Hamamatsu NDPI, Leica SCN, QPTIFF, Ventana BIF, Zeiss LSM, `.tf8` and files without a suffix are
+walked as tifffile's series. A file named as a TIFF without a TIFF header is refused, not handed to
+another reader. The `bioio` kind is the vendor files, each opened by its suffix, and, for a file no
+native reader claims, the installed bioio reader plugin that reads it (`sources.plugins`).
+
+CZI and ND2 are read with the libraries the bioio plugins wrap, without bioio (whose imports take
+over a second); `BioioSource` still reads them through bioio-czi and bioio-nd2
+(`BioioSource(location, path, "czi")`), for comparisons.
 
 `--reader bioformats` reads any file through Bio-Formats instead (opt-in: it needs Java).
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..scene import Source
@@ -31,23 +39,44 @@ READERS = ("native", "bioformats")
 
 BIOIO_SUFFIXES = {".czi": "czi", ".nd2": "nd2", ".lif": "lif", ".dv": "dv", ".r3d": "dv"}
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf")
+#: names of TIFF-based formats (whole-slide and others); their files are recognised by content
+TIFF_FAMILY_SUFFIXES = (".svs", ".ndpi", ".scn", ".qptiff", ".bif", ".lsm", ".tf8", ".tf2")
+#: the first bytes of a TIFF: byte order, then 42 (classic TIFF) or 43 (BigTIFF)
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 #: file name patterns of every format bioiscc reads natively (the workflow's default include)
-NATIVE_PATTERNS = tuple(f"*{s}" for s in (*TIFF_SUFFIXES, *BIOIO_SUFFIXES)) + ("*.zarr",)
+NATIVE_PATTERNS = tuple(f"*{s}" for s in (*TIFF_SUFFIXES, *TIFF_FAMILY_SUFFIXES, *BIOIO_SUFFIXES)) + (
+    "*.zarr",
+)
 
 
 def detect(path: Path) -> str:
-    """The source kind a local path needs, from its form: a Zarr directory or a file suffix."""
+    """The source kind a local path needs: a Zarr directory, a TIFF by content, else by suffix.
+
+    "not-zarr" is a directory that is not a store, "not-tiff" a file named as a TIFF without a TIFF
+    header, "unknown" a file no native reader claims (left to the bioio plugins).
+    """
     if path.is_dir():
         from .omezarr import is_zarr_store
 
         return "ome-zarr" if is_zarr_store(path) else "not-zarr"
-    name = path.name.lower()
-    if name.endswith(TIFF_SUFFIXES):
+    if has_tiff_header(path):
         return "tiff"
+    name = path.name.lower()
+    if name.endswith(TIFF_SUFFIXES + TIFF_FAMILY_SUFFIXES):
+        return "not-tiff"
     if path.suffix.lower() in BIOIO_SUFFIXES:
         return "bioio"
     return "unknown"
+
+
+def has_tiff_header(path: Path) -> bool:
+    """Whether a file starts as a classic TIFF or a BigTIFF does (in either byte order)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) in TIFF_MAGIC
+    except OSError:
+        return False
 
 
 def bioio_plugin(path: Path) -> str:
@@ -60,6 +89,26 @@ def bioio_plugin(path: Path) -> str:
     if plugin is None:
         raise InputError(str(path), f"no native bioio reader for '{path.suffix}' files")
     return plugin
+
+
+#: tifffile's series kinds of TIFF-based formats, as the walk records name them
+TIFF_FLAVOURS = {
+    "svs": "svs",
+    "ndpi": "ndpi",
+    "scn": "scn",
+    "qpi": "qptiff",
+    "bif": "bif",
+    "philips": "philips-tiff",
+    "lsm": "lsm",
+}
+
+
+def tiff_format(tiff: Any) -> str:
+    """The format a tifffile.TiffFile records: "ome-tiff", a whole-slide flavour ("svs", ...) or "tiff"."""
+    if tiff.is_ome:
+        return "ome-tiff"
+    series = tiff.series
+    return TIFF_FLAVOURS.get(series[0].kind, "tiff") if series else "tiff"
 
 
 def check_readable(location: str, path: Path) -> None:
@@ -114,15 +163,21 @@ def open_source(location: str | os.PathLike[str], source: str = "auto", reader: 
         return open_vendor_file(location, path)
     if kind == "not-zarr":
         raise InputError(location, "a directory that is not a Zarr store (no .zgroup, .zattrs or zarr.json)")
-    raise InputError(
-        location,
-        f"unsupported format '{path.suffix or path.name}' (native: TIFF, OME-TIFF, OME-Zarr, CZI, ND2, "
-        "LIF, DV; others with --reader bioformats)",
-    )
+    if kind == "not-tiff":
+        raise InputError(
+            location, f"not a readable TIFF: named '{path.suffix}' but the file has no TIFF header"
+        )
+    from .plugins import open_with_plugin
+
+    return open_with_plugin(location, path)
 
 
 def open_vendor_file(location: str, path: Path) -> Source:
-    """A CZI, ND2, LIF or DV file (or a TIFF through bioio), by its suffix."""
+    """A CZI, ND2, LIF or DV file (or a TIFF through bioio) by its suffix; else a bioio plugin's."""
+    if path.suffix.lower() not in BIOIO_SUFFIXES and not path.name.lower().endswith(TIFF_SUFFIXES):
+        from .plugins import open_with_plugin
+
+        return open_with_plugin(location, path)
     plugin = bioio_plugin(path)
     if plugin == "czi":
         from .czi import CziSource

@@ -81,15 +81,19 @@ class BioioSource(Source):
             except BioformatsSetupError as exc:
                 raise InputError(location, exc.cause) from exc
         self._module = PLUGINS[plugin][0]
+        self.open_reader(reader_class, plugin.upper())
+
+    def open_reader(self, reader_class: Any, format_label: str) -> None:
+        """Open the file with the plugin's reader class and list its scenes."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.reader = reader_class(str(path))
+                self.reader = reader_class(str(self.path))
                 self._scene_ids = list(self.reader.scenes)
         except Exception as exc:
-            raise InputError(location, f"not a readable {plugin.upper()} file: {describe(exc)}") from exc
+            raise InputError(self.location, f"not a readable {format_label} file: {describe(exc)}") from exc
         if not self._scene_ids:
-            raise InputError(location, "file without images")
+            raise InputError(self.location, "file without images")
         self._czi: CziFile | None = None  # libCZI's view of the file, for its mosaic scenes
 
     @property

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
+from . import tiff_format
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
@@ -47,7 +48,7 @@ class TiffSource(Source):
             raise InputError(location, f"corrupt or truncated TIFF: {warned.messages[0]}")
         if not self.series:
             raise InputError(location, "TIFF without images")
-        self.format = "ome-tiff" if self.tiff.is_ome else "tiff"
+        self.format = tiff_format(self.tiff)
 
     @property
     def reader_name(self) -> str:

@@ -1,0 +1,96 @@
+"""`bioiscc formats`: what this installation reads, as a table or as JSON.
+
+    bioiscc formats           # native readers, then the installed bioio reader plugins
+    bioiscc formats --json    # {"native": [...], "plugins": [...]}
+
+Registered on `bioiscc.cli.main` by the import at the end of `bioiscc.cli`; the lists come from
+`bioiscc.sources.catalog`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+#: The commands this module registers on `bioiscc.cli.main` (imported by `bioiscc.cli` at its end).
+COMMANDS = ("formats",)
+
+from . import cli  # noqa: E402
+
+#: suffixes shown per plugin in the table (--json lists all)
+SHOWN_SUFFIXES = 12
+
+
+def _group() -> click.Group:
+    group: click.Group = cli.main
+    return group
+
+
+@_group().command()
+@click.option("--json", "as_json", is_flag=True, help="Write JSON: {native: [...], plugins: [...]}.")
+def formats(as_json: bool) -> None:
+    """List the formats this installation reads: native readers and installed bioio plugins.
+
+    A file no native reader claims is read by the first installed bioio plugin (marked "fallback")
+    that claims its suffix and accepts the file.
+    """
+    from .sources.catalog import native_formats, plugin_formats
+
+    native, plugins = native_formats(), plugin_formats()
+    if as_json:
+        click.echo(json.dumps({"native": native, "plugins": plugins}, indent=1))
+        return
+    click.echo("Native readers")
+    click.echo(
+        _table(
+            ("format", "recognised by", "library"),
+            [(row["format"], _recognised(row), _library(row)) for row in native],
+        )
+    )
+    click.echo("")
+    click.echo("bioio reader plugins (the fallback: for files no native reader claims)")
+    if not plugins:
+        click.echo("  none installed (for example: pip install bioio-imageio)")
+        return
+    click.echo(
+        _table(
+            ("plugin", "version", "use", "suffixes"),
+            [(row["name"], row["version"], _use(row), _shorten(row["suffixes"])) for row in plugins],
+        )
+    )
+
+
+def _recognised(row: dict[str, Any]) -> str:
+    how = str(row["recognised_by"])
+    if row["suffixes"] and how != "suffix":
+        return f"{how} ({_shorten(row['suffixes'], 6)})"
+    return " ".join(row["suffixes"]) if how == "suffix" else how
+
+
+def _library(row: dict[str, Any]) -> str:
+    if row["version"] is None:
+        return f"{row['library']} (not installed: pip install 'bioiscc[{row['extra']}]')"
+    return f"{row['library']} {row['version']}"
+
+
+def _use(row: dict[str, Any]) -> str:
+    return f"{row['use']}: {row['error']}" if row["error"] else row["use"]
+
+
+def _shorten(suffixes: Sequence[str], count: int = SHOWN_SUFFIXES) -> str:
+    shown = " ".join(suffixes[:count])
+    more = len(suffixes) - count
+    return f"{shown} … (+{more}, see --json)" if more > 0 else shown
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  " + "  ".join([*cells, str(row[-1])]).rstrip())
+    return "\n".join(lines)
