@@ -405,7 +405,7 @@ def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
     ran, done, output = run_and_see(workspace)
     assert ran == jobs_of(workspace, "broken.tif") and done == only("broken.tif")
     assert (
-        f"batch {batch_of(workspace, 'broken.tif')}: retrying 1 input(s) that failed last time: "
+        f"batch {batch_of(workspace, 'broken.tif')}: retrying 1 input that failed last time: "
         "data/broken.tif" in output
     )
     write_tiff(workspace / "data" / "broken.tif", seed=11)

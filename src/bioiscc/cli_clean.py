@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from .cli import main
+from .output import plural
 
 #: a batch folder's name, as the workflow makes it
 BATCH_NAME = re.compile(r"b[0-9a-f]{12}")
@@ -127,5 +128,5 @@ def clean_stale(results: str, dry_run: bool) -> None:
 
         write_text("".join(f"{line}\n" for line in kept), str(listing))
     verb = "would remove" if dry_run else "removed"
-    folders = "folder" if len(removed) == 1 else "folders"
-    click.echo(f"bioiscc clean-stale: {verb} {len(removed)} stale result {folders}, kept {len(kept)}", err=True)
+    counted = plural(len(removed), "stale result folder")
+    click.echo(f"bioiscc clean-stale: {verb} {counted}, kept {len(kept)}", err=True)

@@ -427,11 +427,6 @@ def _tsv_value(value: Any) -> str:
 NAMED_FAILURES = 3
 
 
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """`1 input`, `2 inputs` (`many`: the plural where it is not noun + s)."""
-    return f"{count} {noun if count == 1 else many or noun + 's'}"
-
-
 def _count_lines(path: str, header: bool) -> int:
     try:
         with open(path, encoding="utf-8", newline="") as stream:
@@ -446,17 +441,22 @@ def _count_lines(path: str, header: bool) -> int:
 
 def _list_notes(skipped_tsv: str | None, stale_list: str | None) -> list[str]:
     """The summary's notes on the workflow's lists of skipped files and stale result folders."""
+    from .output import plural
+
     notes = []
     if skipped_tsv is not None and (count := _count_lines(skipped_tsv, header=True)):
         notes.append(f"{count} skipped ({skipped_tsv})")
     if stale_list is not None and (count := _count_lines(stale_list, header=False)):
-        notes.append(f"{plural(count, 'stale result folder')} ({stale_list}; snakemake clean_stale removes them)")
+        stale = plural(count, "stale result folder")
+        notes.append(f"{stale} ({stale_list}; snakemake clean_stale removes them)")
     return notes
 
 
 def summary_line(
     rows: list[dict[str, Any]], inputs: int, with_views: bool = False, notes: Sequence[str] = ()
 ) -> str:
+    from .output import plural
+
     done = sum(row["status"] == "ok" for row in rows)
     line = (
         f"bioiscc index: {plural(inputs, 'input')}, {plural(len(rows), 'scene')}: "

@@ -24,6 +24,7 @@ from snakemake.logging import logger
 
 try:
     from bioiscc.fingerprint import entries, fingerprint_of
+    from bioiscc.output import plural
     from bioiscc.sources import BIOIO_SUFFIXES
     from bioiscc.sources.omezarr import is_zarr_store
 except ImportError as exc:
@@ -108,7 +109,9 @@ def _matches(patterns, relative, name):
 def _matching(patterns, relative, name):
     """The first pattern that matches (see _matches), or None."""
     relative, name = relative.lower(), name.lower()
-    return next((p for p in patterns if fnmatchcase(relative if "/" in p else name, p)), None)
+    return next(
+        (p for p in patterns if fnmatchcase(relative if "/" in p else name, p)), None
+    )
 
 
 #: why an entry of input_dir is not an input, as results/skipped.tsv says it
@@ -456,7 +459,7 @@ def _retry_marks(batch):
     if failed:
         named = ", ".join(sorted(failed)[:3]) + (", ..." if len(failed) > 3 else "")
         logger.info(
-            f"bioiscc: batch {batch}: retrying {len(failed)} input(s) that failed last time: {named}"
+            f"bioiscc: batch {batch}: retrying {plural(len(failed), 'input')} that failed last time: {named}"
         )
     return " ".join(marks)
 

@@ -1,0 +1,270 @@
+"""What a newcomer meets first: the install, the workflow as a module, skipped and stale inputs,
+the file names of the preview commands, and the summaries (issue 15).
+
+The workflow runs here are real (`snakemake --cores 2`) and small (a few tiny TIFFs, or the bundled
+sample data once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, json_lines, run_cli
+
+yaml = pytest.importorskip("yaml")
+
+SAMPLE_DATA = REPO / "resources" / "sample-data"
+ENV_FILE = REPO / "envs" / "bioiscc.yaml"
+
+
+def test_no_pypi_release_is_assumed() -> None:
+    """bioiscc is not on PyPI: no install line may need it there, except as 'once released'."""
+    env = yaml.safe_load(ENV_FILE.read_text())
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    assert not [entry for entry in pip if entry.replace(" ", "").startswith("bioiscc")], pip
+    for doc in ("README.md", "config/README.md"):
+        for number, line in enumerate((REPO / doc).read_text().splitlines(), 1):
+            if "pip install" in line and ("'bioiscc[" in line or '"bioiscc[' in line):
+                assert "@ git+" in line or "once released" in line.lower(), f"{doc}:{number}: {line}"
+
+
+# ---- envs/bioiscc.yaml installs this checkout ----
+
+
+def workflow_checkout(tmp_path: Path) -> str:
+    """BIOISCC_CHECKOUT as the workflow sets it (a dry run of a Snakefile that includes it)."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "Snakefile").write_text(
+        f'include: {str(REPO / "workflow" / "Snakefile")!r}\n\n\nprint("checkout=" + os.environ["BIOISCC_CHECKOUT"])\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "BIOISCC_CHECKOUT"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(host)]
+    command += ["--snakefile", str(host / "Snakefile"), "--config", f"input_dir={SAMPLE_DATA}"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("checkout=")]
+    return line.removeprefix("checkout=")
+
+
+def test_conda_environment_installs_this_checkout(tmp_path: Path) -> None:
+    """`--sdm conda`: Snakemake copies the environment file to .snakemake/conda/<hash>.yaml and runs
+    `conda env create --file` on the copy; conda writes the pip entries to a requirements file
+    beside the copy and runs pip there. Done here with pip's own requirements parser: the local
+    entry must name this checkout, whose pyproject.toml is bioiscc's."""
+    checkout = workflow_checkout(tmp_path)
+    assert Path(checkout) == REPO
+
+    env = yaml.safe_load(ENV_FILE.read_text())
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    local = [entry for entry in pip if entry.startswith("-")]
+    assert local, pip
+    copy = tmp_path / "work" / ".snakemake" / "conda" / "0123abcd.yaml"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(ENV_FILE, copy)
+    (copy.parent / "condaenv.requirements.txt").write_text("\n".join(local) + "\n")
+    probe = (
+        "from pip._internal.network.session import PipSession\n"
+        "from pip._internal.req.constructors import install_req_from_parsed_requirement\n"
+        "from pip._internal.req.req_file import parse_requirements\n"
+        "for parsed in parse_requirements('condaenv.requirements.txt', session=PipSession()):\n"
+        "    requirement = install_req_from_parsed_requirement(parsed)\n"
+        "    print(requirement.editable, requirement.link.file_path)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=copy.parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BIOISCC_CHECKOUT": checkout},
+    )
+    assert result.returncode == 0, result.stderr
+    ((editable, path),) = [line.split(" ", 1) for line in result.stdout.splitlines()]
+    assert editable == "True" and Path(path) == REPO
+    project = tomllib.loads((Path(path) / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "bioiscc"
+
+
+# ---- the workflow as a module ----
+
+HOST = """configfile: "config.yaml"
+
+
+module bioiscc:
+    snakefile:
+        {snakefile!r}
+    config:
+        config["bioiscc"]
+
+
+use rule * from bioiscc
+"""
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} exited {result.returncode}:\n{output}")
+    return output
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_module_mode_summary_and_report(tmp_path: Path) -> None:
+    """A facility's Snakefile with `use rule * from bioiscc`: the run prints the summary line (the
+    module's onsuccess never runs) and the report renders without a docutils warning (the report
+    text reads input_dir from the config, which here is the facility's)."""
+    (tmp_path / "Snakefile").write_text(HOST.format(snakefile=str(REPO / "workflow" / "Snakefile")))
+    (tmp_path / "config.yaml").write_text(f"bioiscc:\n  input_dir: {SAMPLE_DATA}\n")
+    output = snakemake(tmp_path, "--snakefile", str(tmp_path / "Snakefile"))
+    assert (
+        "bioiscc index: 4 inputs, 4 scenes: 4 done, 0 failed; views: 4 done, 0 failed; "
+        "1 skipped (results/skipped.tsv)" in output
+    )
+    report = snakemake(tmp_path, "--snakefile", str(tmp_path / "Snakefile"), "--report", "report.html")
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert "WARNING" not in report and "ERROR/" not in report, report
+    assert "Inline literal" not in report
+
+
+# ---- skipped entries and stale results ----
+
+
+def write_tiff(path: Path, seed: int) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    np = pytest.importorskip("numpy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.random.default_rng(seed).integers(0, 4096, size=(6, 5), dtype=np.uint16))
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every file under `root` with its size (what a clean may not touch)."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_skipped_and_stale_results(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for seed, name in enumerate(("a.tif", "b.tif", "keep.tif", "sub/c.tif")):
+        write_tiff(data / name, seed)
+    (data / "README.txt").write_text("notes\n")
+    write_tiff(data / ".hidden.tif", 9)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("input_dir: data\nviews: {enabled: false}\n")
+    output = snakemake(tmp_path, "--snakefile", str(REPO / "workflow" / "Snakefile"))
+    assert "bioiscc index: 4 inputs, 4 scenes: 4 done, 0 failed; 2 skipped (results/skipped.tsv)" in output
+    assert (tmp_path / "results" / "skipped.tsv").read_text() == (
+        "path\treason\n.hidden.tif\texcluded by '.*'\nREADME.txt\tno include pattern matches\n"
+    )
+    assert (tmp_path / "results" / "stale.txt").read_text() == ""
+    (old_batch,) = [p.name for p in (tmp_path / "results" / "_batches").iterdir() if p.is_dir()]
+
+    # a.tif (the first input: its batch gets a new name) and sub/c.tif are deleted; b.tif is
+    # excluded, but still there: its results are not stale
+    (data / "a.tif").unlink()
+    shutil.rmtree(data / "sub")
+    (tmp_path / "config" / "config.yaml").write_text(
+        "input_dir: data\nviews: {enabled: false}\nexclude: ['.*', 'b.tif']\n"
+    )
+    output = snakemake(tmp_path, "--snakefile", str(REPO / "workflow" / "Snakefile"))
+    assert (
+        "bioiscc index: 1 input, 1 scene: 1 done, 0 failed; 3 skipped (results/skipped.tsv); "
+        "3 stale result folders (results/stale.txt; snakemake clean_stale removes them)" in output
+    )
+    stale = ["results/a.tif", "results/sub/c.tif", f"results/_batches/{old_batch}"]
+    assert (tmp_path / "results" / "stale.txt").read_text().splitlines() == stale
+    assert "b.tif\texcluded by 'b.tif'" in (tmp_path / "results" / "skipped.tsv").read_text()
+
+    # entries that are not stale, added by hand, are kept whatever the list says
+    listing = tmp_path / "results" / "stale.txt"
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "walk.json").write_text(json.dumps({"source": "data/gone.tif"}))
+    (tmp_path / "results" / "link").symlink_to(tmp_path / "outside")
+    (current_batch,) = [
+        p.name for p in (tmp_path / "results" / "_batches").iterdir() if p.is_dir() and p.name != old_batch
+    ]
+    unsafe = [
+        "results/b.tif",  # its input exists
+        "results/keep.tif",  # an input of the run
+        "data",  # outside results/
+        str(tmp_path / "outside"),  # outside results/, absolute
+        "results/../outside",  # outside results/, by ..
+        "results/link",  # a link out of results/
+        "results",  # results/ itself
+        f"results/_batches/{current_batch}",  # a batch of the run
+        "results/_batches/batches.txt",  # not a folder
+    ]
+    listing.write_text("".join(f"{line}\n" for line in unsafe))
+    before = tree(tmp_path / "data"), tree(tmp_path / "outside"), tree(tmp_path / "results")
+    result = run_cli("clean-stale", "results", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "removed 0 stale result folders, kept 9" in result.stderr
+    assert (tree(tmp_path / "data"), tree(tmp_path / "outside")) == before[:2]
+    assert tree(tmp_path / "results") == {**before[2], "stale.txt": listing.stat().st_size}
+    assert listing.read_text().splitlines() == unsafe
+
+    # `snakemake clean_stale` lists them again and removes exactly the stale folders
+    (tmp_path / "results" / "link").unlink()
+    output = snakemake(tmp_path, "--snakefile", str(REPO / "workflow" / "Snakefile"), "clean_stale")
+    assert "bioiscc clean-stale: removed 3 stale result folders, kept 0" in output
+    assert not (tmp_path / "results" / "a.tif").exists() and not (tmp_path / "results" / "sub").exists()
+    assert not (tmp_path / "results" / "_batches" / old_batch).exists()
+    assert (tmp_path / "results" / "b.tif" / "walk.json").exists()
+    assert (tmp_path / "results" / "keep.tif" / "container.json").exists()
+    assert tree(tmp_path / "data") == before[0]
+    output = snakemake(tmp_path, "--snakefile", str(REPO / "workflow" / "Snakefile"))
+    assert "bioiscc index: 1 input, 1 scene: 1 done, 0 failed; 3 skipped (results/skipped.tsv)\n" in output
+
+
+# ---- preview commands: names that keep the suffix, never overwritten silently ----
+
+
+def test_scene_thumbnails_of_same_stem_do_not_collide(tmp_path: Path) -> None:
+    pytest.importorskip("nd2")
+    tifffile = pytest.importorskip("tifffile")
+    np = pytest.importorskip("numpy")
+    shutil.copy(SAMPLE_DATA / "nd2" / "example-zstack.nd2", tmp_path / "a.nd2")
+    tifffile.imwrite(tmp_path / "a.tif", np.arange(600, dtype=np.uint16).reshape(20, 30))
+    for name in ("a.nd2", "a.tif"):
+        result = run_cli("scenes", name, cwd=tmp_path, check=True)
+        assert result.stdout.split() == [f"{name}.scene_000.thumb.png"]
+        assert run_cli("thumb", name, cwd=tmp_path, check=True).stdout.split() == [f"{name}.thumb.png"]
+    made = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert made == [
+        "a.nd2.scene_000.thumb.png",
+        "a.nd2.thumb.png",
+        "a.tif.scene_000.thumb.png",
+        "a.tif.thumb.png",
+    ]
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.png")}
+    for command in ("scenes", "thumb"):
+        refused = run_cli(command, "a.tif", cwd=tmp_path)
+        assert refused.returncode == 1 and refused.stdout == ""
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith("bioiscc: error: a.tif.") and "exists; not overwritten (--force" in line
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.png")} == before
+    run_cli("thumb", "a.tif", "--force", cwd=tmp_path, check=True)
+    assert (tmp_path / "a.tif.thumb.png").stat().st_mtime_ns != before["a.tif.thumb.png"]
+
+
+def test_summaries_count_in_the_singular() -> None:
+    from bioiscc.cli_workflow import summary_line
+
+    row = {"input": "a.tif", "status": "ok", "views_status": "ok"}
+    assert summary_line([row], 1, with_views=True) == (
+        "bioiscc index: 1 input, 1 scene: 1 done, 0 failed; views: 1 done, 0 failed"
+    )
+    assert summary_line([row, {**row, "input": "b.tif"}], 2).startswith("bioiscc index: 2 inputs, 2 scenes:")
