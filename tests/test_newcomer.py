@@ -32,7 +32,8 @@ def test_no_pypi_release_is_assumed() -> None:
     assert not [entry for entry in pip if entry.replace(" ", "").startswith("bioiscc")], pip
     for doc in ("README.md", "config/README.md"):
         for number, line in enumerate((REPO / doc).read_text().splitlines(), 1):
-            if "pip install" in line and ("'bioiscc[" in line or '"bioiscc[' in line):
+            quoted_error = "bioiscc: error:" in line  # what the command says (it names the extra)
+            if "pip install" in line and ("'bioiscc[" in line or '"bioiscc[' in line) and not quoted_error:
                 assert "@ git+" in line or "once released" in line.lower(), f"{doc}:{number}: {line}"
 
 
