@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, json_lines, run_cli
+from tests.conftest import REPO, run_cli
 
 yaml = pytest.importorskip("yaml")
 
@@ -46,9 +47,8 @@ def workflow_checkout(tmp_path: Path) -> str:
     """BIOISCC_CHECKOUT as the workflow sets it (a dry run of a Snakefile that includes it)."""
     host = tmp_path / "host"
     host.mkdir()
-    (host / "Snakefile").write_text(
-        f'include: {str(REPO / "workflow" / "Snakefile")!r}\n\n\nprint("checkout=" + os.environ["BIOISCC_CHECKOUT"])\n'
-    )
+    include = f"include: {str(REPO / 'workflow' / 'Snakefile')!r}\n\n\n"
+    (host / "Snakefile").write_text(include + 'print("checkout=" + os.environ["BIOISCC_CHECKOUT"])\n')
     env = {k: v for k, v in os.environ.items() if k != "BIOISCC_CHECKOUT"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(host)]
@@ -271,3 +271,143 @@ def test_summaries_count_in_the_singular() -> None:
         "bioiscc index: 1 input, 1 scene: 1 done, 0 failed; views: 1 done, 0 failed"
     )
     assert summary_line([row, {**row, "input": "b.tif"}], 2).startswith("bioiscc index: 2 inputs, 2 scenes:")
+
+
+# ---- every `bioiscc` command line the READMEs show, run on the bundled data ----
+
+#: command lines that cannot run here, and why (matched by their start)
+OMERO = "needs an OMERO server (tests/test_omero.py runs OMERO sources on a test double)"
+NOT_RUN_HERE = {
+    "bioiscc hash omero://": OMERO,
+    "bioiscc walk omero://": OMERO,
+    "python -m bioiscc.sources.omero": OMERO,
+    "pip install": "installs software (tests/test_newcomer.py checks the install lines name no PyPI release)",
+    "export OMERO_USER": "OMERO credentials",
+    "bioiscc verify results/index.tsv --root /mnt/archive": "needs the workflow's index and a damaged "
+    "copy of the data at /mnt/archive (tests/test_verify.py builds both)",
+    "bioiscc verify --against codes.txt migrated/": "needs the migrated tree the README describes "
+    "(tests/test_verify.py builds one)",
+    "bioiscc similar index.jsonl": "needs the workflow's index of the bundled data and the two edited copies "
+    "(tests/test_similar.py and the workflow tests run `similar` on real indexes)",
+}
+#: placeholders of the READMEs, and what stands for them here (the bundled data has no CZI)
+PLACEHOLDERS = {
+    "cells.czi": "cells.nd2",
+    "x.czi": "x.nd2",
+    "find /data -name '*.czi'": "find resources/sample-data -name '*.nd2'",
+}
+#: exit codes other than 0 that a shown command line gives, by design
+EXIT_CODES = {
+    "bioiscc diff resources/sample-data/nd2/example-zstack.nd2 changed.ome.tif": 1,
+    "bioiscc diff resources/sample-data/nd2/example-zstack.nd2 reversed.ome.tif": 1,
+    "bioiscc diff a.json b.json": 1,
+}
+#: shown command lines whose shown output is of other data than the bundled (not compared)
+OUTPUT_OF_OTHER_DATA = ("bioiscc hash cells.czi", "bioiscc hash cells.ome.zarr")
+
+
+def shown_commands(doc: str) -> list[tuple[int, int, str, list[str]]]:
+    """(block, line number, command, the output shown after it) of each shell code block line of `doc`.
+
+    In a block with `$ ` prompts, the prompted lines are commands and the lines after one are its
+    shown output; in a block without, every line is a command. A here-document is part of its
+    command. Comments after ` # ` are dropped.
+    """
+    found: list[tuple[int, int, str, list[str]]] = []
+    lines = (REPO / doc).read_text().splitlines()
+    number = 0
+    while number < len(lines):
+        fence = lines[number].strip()
+        number += 1
+        if not fence.startswith("```"):
+            continue
+        block: list[tuple[int, str]] = []
+        while number < len(lines) and not lines[number].strip().startswith("```"):
+            block.append((number + 1, lines[number]))
+            number += 1
+        number += 1
+        if fence != "```":  # ```python and the like: not shell
+            continue
+        prompted = any(text.startswith("$ ") for _, text in block)
+        block_number = block[0][0] if block else number
+        index = 0
+        while index < len(block):
+            at, text = block[index]
+            index += 1
+            if prompted and not text.startswith("$ "):
+                if found and found[-1][0] == block_number:
+                    found[-1][3].append(text)
+                continue
+            command = text.removeprefix("$ ")
+            if (here := re.search(r"<<'(\w+)'", command)) is not None:
+                while index < len(block) and block[index][1] != here.group(1):
+                    command += "\n" + block[index][1]
+                    index += 1
+                command += "\n" + here.group(1)
+                index += 1
+            else:
+                command = re.sub(r"\s+#\s.*$", "", command).strip()
+            if command:
+                found.append((block_number, at, command, []))
+    return found
+
+
+def sandbox(root: Path) -> Path:
+    """The bundled data where the README's commands expect it, and files for its placeholders."""
+    shutil.copytree(SAMPLE_DATA, root / "resources" / "sample-data")
+    for name in ("x.nd2", "cells.nd2"):
+        shutil.copy(SAMPLE_DATA / "nd2" / "example-zstack.nd2", root / name)
+    shutil.copytree(SAMPLE_DATA / "ome-zarr" / "example-zstack.ome.zarr", root / "cells.ome.zarr")
+    (root / "batch.jsonl").write_text(json.dumps({"source": "x.nd2", "dir": "out/x.nd2"}) + "\n")
+    return root
+
+
+def shown_output_matches(shown: list[str], printed: str) -> list[str]:
+    """The shown output lines that the command did not print (`…` stands for anything)."""
+    printed_lines = printed.splitlines()
+    missing = []
+    for line in shown:
+        pattern = ".*".join(re.escape(part) for part in line.split("…"))
+        if not any(re.fullmatch(pattern, actual) for actual in printed_lines):
+            missing.append(line)
+    return missing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", ["README.md", "config/README.md"])
+def test_readme_command_lines_run(doc: str, tmp_path: Path) -> None:
+    pytest.importorskip("nd2")
+    top = sandbox(tmp_path)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    ran, problems = [], []
+    block, root = None, top
+    for block_number, at, command, shown in shown_commands(doc):
+        if block_number != block:  # each block starts at the top of the sandbox
+            block, root = block_number, top
+        if not re.search(r"(^|[|&;(]\s*)bioiscc ", command, re.M) and "bioiscc" not in command.split()[:3]:
+            if not command.startswith(("cd ", "python - <<", "cat ")):
+                continue  # no bioiscc command line (snakemake, installs): not this test's business
+        if any(command.startswith(start) for start in NOT_RUN_HERE):
+            continue
+        as_shown = command
+        for placeholder, actual in PLACEHOLDERS.items():
+            command = command.replace(placeholder, actual)
+        if command.startswith("cd "):
+            root = root / command.removeprefix("cd ").strip()
+            continue
+        if shutil.which("jq") is None:
+            to_code = f"{sys.executable} -c \"import json,sys; print(json.load(sys.stdin)['iscc_code'])\""
+            command = command.replace("jq -r .iscc_code", to_code)
+        result = subprocess.run(["bash", "-c", command], cwd=root, capture_output=True, text=True, env=env)
+        ran.append(command)
+        expected = EXIT_CODES.get(command, 0)
+        if result.returncode != expected:
+            problems.append(f"{doc}:{at}: `{command}` exited {result.returncode}: {result.stderr.strip()}")
+            continue
+        if shown and not as_shown.startswith(OUTPUT_OF_OTHER_DATA):
+            missing = shown_output_matches(shown, result.stdout + result.stderr)
+            if missing:
+                printed = result.stdout + result.stderr
+                problems.append(f"{doc}:{at}: `{command}` did not print {missing}; it printed:\n{printed}")
+    assert not problems, "\n".join(problems)
+    assert len([c for c in ran if "bioiscc " in c]) >= (12 if doc == "README.md" else 10), ran
