@@ -411,3 +411,37 @@ def test_readme_command_lines_run(doc: str, tmp_path: Path) -> None:
                 problems.append(f"{doc}:{at}: `{command}` did not print {missing}; it printed:\n{printed}")
     assert not problems, "\n".join(problems)
     assert len([c for c in ran if "bioiscc " in c]) >= (12 if doc == "README.md" else 10), ran
+
+
+def test_what_each_command_takes_is_what_the_readme_says() -> None:
+    """README, Commands: which commands take -o FILE, -o DIR, --record-errors and --force."""
+    from bioiscc.cli import main
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    said = {  # the README's words -> (commands, -o names a file, --record-errors, --force)
+        "`walk`, `hash`, `biocode`, `container` and `mix` take `-o FILE` (written atomically; default "
+        "stdout) and `--record-errors`": ({"walk", "hash", "biocode", "container", "mix"}, True, True, False),
+        "`imagecode` and `views` write their records to stdout and take `-o DIR` for the PNGs, and "
+        "`--record-errors`": ({"imagecode", "views"}, False, True, False),
+        "`extract-views` writes into `-o DIR` and takes `--record-errors`": (
+            {"extract-views"},
+            False,
+            True,
+            False,
+        ),
+        "`scenes` and `thumb` write PNGs into `-o DIR` (default: the current directory), print their paths, "
+        "never replace a file unless given `--force`, and have no records": (
+            {"scenes", "thumb"},
+            False,
+            False,
+            True,
+        ),
+        "`verify` and `diff` take `-o FILE`": ({"verify", "diff"}, True, False, False),
+    }
+    for words, (names, to_file, record_errors, force) in said.items():
+        assert words in text, words
+        for name in names:
+            params = {option: param for param in main.commands[name].params for option in param.opts}
+            assert params["-o"].type.file_okay is to_file and params["-o"].type.dir_okay is not to_file, name
+            assert ("--record-errors" in params) is record_errors, name
+            assert ("--force" in params) is force, name
