@@ -130,6 +130,7 @@ def find_inputs(settings, skipped=None):
     skipped = [] if skipped is None else skipped
     wanted = [p.lower() for p in settings["include"]]
     unwanted = [p.lower() for p in settings["exclude"]]
+    as_written = {p.lower(): p for p in settings["exclude"]}  # for results/skipped.tsv
     root = os.path.normpath(settings["input_dir"])
     if not os.path.isdir(root):
         raise WorkflowError(f"bioiscc: input_dir {root!r} is not a directory")
@@ -162,7 +163,9 @@ def find_inputs(settings, skipped=None):
             relative, full = f"{prefix}{name}", os.path.join(directory, name)
             excluded = _matching(unwanted, relative, name)
             if excluded is not None:
-                skipped.append((f"{relative}/", f"excluded by {excluded!r}"))
+                skipped.append(
+                    (f"{relative}/", f"excluded by {as_written[excluded]!r}")
+                )
                 continue
             if is_zarr_store(Path(full)):  # a store is one input, never searched
                 if _matches(wanted, relative, name):
@@ -178,7 +181,7 @@ def find_inputs(settings, skipped=None):
             relative = f"{prefix}{name}"
             excluded = _matching(unwanted, relative, name)
             if excluded is not None:
-                skipped.append((relative, f"excluded by {excluded!r}"))
+                skipped.append((relative, f"excluded by {as_written[excluded]!r}"))
             elif _matches(wanted, relative, name):
                 add(
                     input_key(relative.split("/")),
