@@ -300,7 +300,7 @@ def test_improper_lines_warn_and_strict(tmp_path: Path) -> None:
     codes.write_text(checksums(tree, BUNDLED[0]) + "ISCC:NOTACODE *x.tif\nhello\n")
     plain = cli("verify", codes, "--root", tree)
     assert plain.exit_code == 0
-    assert plain.stderr.strip().endswith("; 2 line(s) improperly formatted")
+    assert plain.stderr.strip().endswith("; 2 lines improperly formatted")
     warned = cli("verify", codes, "--root", tree, "--warn", "--strict")
     assert warned.exit_code == 2
     assert f"bioiscc: verify: {codes}:2: improperly formatted checksum line" in warned.stderr
@@ -316,7 +316,7 @@ def test_failed_rows_are_not_verified(tmp_path: Path) -> None:
     result = cli("verify", jsonl, "--root", tree, "--warn")
     assert result.exit_code == 0
     assert "broken.czi#0: no stored code (status failed when recorded)" in result.stderr
-    assert "1 listed scene(s) without a stored code" in result.stderr
+    assert "1 listed scene without a stored code" in result.stderr
     assert cli("verify", jsonl, "--root", tree, "--strict").exit_code == 2
 
 

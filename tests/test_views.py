@@ -497,7 +497,7 @@ def test_views_and_scenes_and_thumb_commands(vectors_dir: Path, tmp_path: Path) 
     assert [summary(r) for r in json_lines(mixed.stdout)] == GOLDEN["multiscene.ome.tif"]
     run_cli("scenes", str(vectors_dir / "plate.ome.zarr"), "-o", str(tmp_path / "t"), check=True)
     names = sorted(p.name for p in (tmp_path / "t").iterdir())
-    assert names == ["plate.ome.scene_000.thumb.png", "plate.ome.scene_001.thumb.png"]
+    assert names == ["plate.ome.zarr.scene_000.thumb.png", "plate.ome.zarr.scene_001.thumb.png"]
     run_cli("thumb", str(vectors_dir / "rgb.ome.tif"), "-o", str(tmp_path / "t"), check=True)
     assert read_png(tmp_path / "t" / "rgb.ome.tif.thumb.png").shape == (40, 30, 3)
 

@@ -405,7 +405,7 @@ def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
     ran, done, output = run_and_see(workspace)
     assert ran == jobs_of(workspace, "broken.tif") and done == only("broken.tif")
     assert (
-        f"batch {batch_of(workspace, 'broken.tif')}: retrying 1 input(s) that failed last time: "
+        f"batch {batch_of(workspace, 'broken.tif')}: retrying 1 input that failed last time: "
         "data/broken.tif" in output
     )
     write_tiff(workspace / "data" / "broken.tif", seed=11)
@@ -547,7 +547,8 @@ def test_conda_environment_lists_the_package_dependencies() -> None:
     wanted = {req for req in wanted if not req.startswith("snakemake")}
     env = yaml.safe_load((REPO / "envs" / "bioiscc.yaml").read_text())
     pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
-    assert {req for req in pip if not req.startswith("bioiscc")} == wanted
+    # bioiscc itself comes from the checkout (an option line: tests/test_newcomer.py checks it)
+    assert {req for req in pip if not req.startswith("-")} == wanted
 
 
 def test_batches_of_any_size_give_the_same_index(done: tuple[Path, str], tmp_path: Path) -> None:

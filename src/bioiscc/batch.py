@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .output import plural
 
 COMPUTED, REUSED = "computed", "reused"
 
@@ -242,8 +243,8 @@ def summary(name: str, outcomes: Sequence[Outcome]) -> str:
     computed = sum(o.action == COMPUTED for o in outcomes)
     failed = [o for o in outcomes if o.status != "ok"]
     line = (
-        f"bioiscc {name}: {len(outcomes)} inputs: {computed} computed, {len(outcomes) - computed} reused, "
-        f"{len(failed)} failed"
+        f"bioiscc {name}: {plural(len(outcomes), 'input')}: {computed} computed, "
+        f"{len(outcomes) - computed} reused, {len(failed)} failed"
     )
     if failed:
         named = ", ".join(o.source for o in failed[:3])

@@ -520,7 +520,7 @@ def biocode(
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-from . import cli_workflow  # noqa: E402,F401
+from . import cli_clean, cli_workflow  # noqa: E402,F401
 from .cli_compare import COMMANDS as _COMPARE_COMMANDS  # noqa: E402,F401
 from .cli_formats import COMMANDS as _FORMAT_COMMANDS  # noqa: E402,F401
 from .cli_verify import COMMANDS as _VERIFY_COMMANDS  # noqa: E402,F401

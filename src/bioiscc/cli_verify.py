@@ -29,6 +29,7 @@ COMMANDS = ("verify",)
 
 from . import cli  # noqa: E402
 from .cli import progress_option, source_options, threads_option  # noqa: E402
+from .output import plural  # noqa: E402
 
 if TYPE_CHECKING:
     from .verify import Entry, Outcome, Reading, Skipped
@@ -166,9 +167,9 @@ class Report:
             if count[MISSING] and count[MISSING] == sum(count.values()):
                 line += " (relative paths are looked up under --root DIR, by default the current directory)"
         if self.malformed:
-            line += f"; {self.malformed} line(s) improperly formatted"
+            line += f"; {plural(self.malformed, 'line')} improperly formatted"
         if self.uncoded:
-            line += f"; {self.uncoded} listed scene(s) without a stored code, not verified"
+            line += f"; {plural(self.uncoded, 'listed scene')} without a stored code, not verified"
         return line
 
 

@@ -578,13 +578,25 @@ def views_to(
 
 
 def _thumb_name_of_scene(source: str, index: int) -> str:
-    path = Path(source.rstrip("/"))
-    stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
-    return f"{stem}.scene_{index:03d}.thumb.png"
+    """`a.czi.scene_000.thumb.png`: the source's whole name, so a.czi and a.nd2 never share one."""
+    return f"{Path(source.rstrip('/')).name}.scene_{index:03d}.thumb.png"
 
 
 def _thumb_name(source: str) -> str:
+    """`a.czi.thumb.png`."""
     return f"{Path(source.rstrip('/')).name}.thumb.png"
+
+
+def _refuse_overwrite(targets: Sequence[Path], force: bool) -> None:
+    """Refuse, before anything is written, to replace a file that is there (unless --force)."""
+    existing = [target for target in targets if target.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        _fail(f"{existing[0]} exists{more}; not overwritten (--force replaces it)")
+
+
+def force_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--force", is_flag=True, help="Replace thumbnails that are already there.")(func)
 
 
 @_group().command(name="scenes")
@@ -595,25 +607,31 @@ def _thumb_name(source: str) -> str:
     type=click.Path(file_okay=False),
     default=".",
     show_default=True,
-    help="Folder for the thumbnails (NAME.scene_KKK.thumb.png).",
+    help="Folder for the thumbnails (NAME.scene_KKK.thumb.png, NAME with its suffix).",
 )
+@force_option
 @source_options
-def scenes_command(source: str, output_dir: str, source_kind: str, reader: str) -> None:
-    """One thumbnail per scene of SOURCE (pyramid levels may be used; no codes)."""
+def scenes_command(source: str, output_dir: str, force: bool, source_kind: str, reader: str) -> None:
+    """One thumbnail per scene of SOURCE (pyramid levels may be used; no codes).
+
+    Writes NAME.scene_KKK.thumb.png (NAME: the source's file name with its suffix) and prints each
+    path; refuses to replace a file that is there unless --force.
+    """
     _require_view_libraries()
     from .errors import BioisccError
 
+    folder = Path(output_dir)
     try:
         made, failures, total = _with_scenes(source, source_kind, reader, _thumbnails)
     except BioisccError as exc:
         _fail(str(exc))
-    folder = Path(output_dir)
+    targets = [(folder / _thumb_name_of_scene(shown(source), index), image) for index, image in made]
+    _refuse_overwrite([target for target, _ in targets], force)
 
     def write() -> None:
         from .views.png import write_png
 
-        for index, image in made:
-            target = folder / _thumb_name_of_scene(shown(source), index)
+        for target, image in targets:
             write_png(image, target)
             click.echo(str(target))
 
@@ -628,11 +646,16 @@ def scenes_command(source: str, output_dir: str, source_kind: str, reader: str) 
     type=click.Path(file_okay=False),
     default=".",
     show_default=True,
-    help="Folder for the thumbnail (NAME.thumb.png).",
+    help="Folder for the thumbnail (NAME.thumb.png, NAME with its suffix).",
 )
+@force_option
 @source_options
-def thumb(source: str, output_dir: str, source_kind: str, reader: str) -> None:
-    """One representative thumbnail of SOURCE: its first readable scene."""
+def thumb(source: str, output_dir: str, force: bool, source_kind: str, reader: str) -> None:
+    """One representative thumbnail of SOURCE: its first readable scene.
+
+    Writes NAME.thumb.png (NAME: the source's file name with its suffix) and prints its path;
+    refuses to replace a file that is there unless --force.
+    """
     _require_view_libraries()
     from .errors import BioisccError
 
@@ -644,6 +667,7 @@ def thumb(source: str, output_dir: str, source_kind: str, reader: str) -> None:
         index, error = failures[0] if failures else (None, "no scene")
         _fail(f"{source}: scene {index}: {error}")
     target = Path(output_dir) / _thumb_name(shown(source))
+    _refuse_overwrite([target], force)
 
     def write() -> None:
         from .views.png import write_png

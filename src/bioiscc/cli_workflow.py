@@ -14,7 +14,7 @@ by the import at the end of `bioiscc.cli`; heavy imports stay inside the command
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -192,6 +192,18 @@ def container_one(
     help="Index the rows of the `--rows-output` files listed in this file, one path per line ('-': "
     "stdin), instead of reading containers: a cheap merge of indexes made batch by batch.",
 )
+@click.option(
+    "--skipped",
+    "skipped_tsv",
+    type=click.Path(dir_okay=False),
+    help="The workflow's list of files that are not inputs (TSV: path, reason): counted in the summary.",
+)
+@click.option(
+    "--stale",
+    "stale_list",
+    type=click.Path(dir_okay=False),
+    help="The workflow's list of stale result folders (one a line): counted in the summary.",
+)
 def index(
     containers: tuple[str, ...],
     from_file: IO[str] | None,
@@ -204,6 +216,8 @@ def index(
     rows_output: str | None,
     rows_from: IO[str] | None,
     similar_json: str | None,
+    skipped_tsv: str | None,
+    stale_list: str | None,
 ) -> None:
     """One row per scene of the given biocode containers, and a summary line on stderr.
 
@@ -231,7 +245,7 @@ def index(
     rows.sort(key=lambda row: (row["input"], -1 if row["scene"] is None else row["scene"]))
 
     with_views = images is not None or any(row["views_status"] is not None for row in rows)
-    summary = summary_line(rows, inputs, with_views=with_views)
+    summary = summary_line(rows, inputs, with_views=with_views, notes=_list_notes(skipped_tsv, stale_list))
     if rows_output is not None:
         write_text("".join(dumps(_stored(row)) + "\n" for row in rows), rows_output)
     if tsv is not None:
@@ -421,9 +435,41 @@ def _tsv_value(value: Any) -> str:
 NAMED_FAILURES = 3
 
 
-def summary_line(rows: list[dict[str, Any]], inputs: int, with_views: bool = False) -> str:
+def _count_lines(path: str, header: bool) -> int:
+    try:
+        with open(path, encoding="utf-8", newline="") as stream:
+            if header:
+                import csv
+
+                return max(sum(1 for _ in csv.reader(stream, delimiter="\t")) - 1, 0)
+            return sum(1 for line in stream if line.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{path}: cannot read it ({exc})")
+
+
+def _list_notes(skipped_tsv: str | None, stale_list: str | None) -> list[str]:
+    """The summary's notes on the workflow's lists of skipped files and stale result folders."""
+    from .output import plural
+
+    notes = []
+    if skipped_tsv is not None and (count := _count_lines(skipped_tsv, header=True)):
+        notes.append(f"{count} skipped ({skipped_tsv})")
+    if stale_list is not None and (count := _count_lines(stale_list, header=False)):
+        stale = plural(count, "stale result folder")
+        notes.append(f"{stale} ({stale_list}; snakemake clean_stale removes them)")
+    return notes
+
+
+def summary_line(
+    rows: list[dict[str, Any]], inputs: int, with_views: bool = False, notes: Sequence[str] = ()
+) -> str:
+    from .output import plural
+
     done = sum(row["status"] == "ok" for row in rows)
-    line = f"bioiscc index: {inputs} inputs, {len(rows)} scenes: {done} done, {len(rows) - done} failed"
+    line = (
+        f"bioiscc index: {plural(inputs, 'input')}, {plural(len(rows), 'scene')}: "
+        f"{done} done, {len(rows) - done} failed"
+    )
     if with_views:
         views_done = sum(row["views_status"] == "ok" for row in rows)
         line += f"; views: {views_done} done, {len(rows) - views_done} failed"
@@ -431,7 +477,7 @@ def summary_line(rows: list[dict[str, Any]], inputs: int, with_views: bool = Fal
     if failed:
         more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
         line += f" (failed: {', '.join(failed[:NAMED_FAILURES])}{more})"
-    return line
+    return "; ".join([line, *notes])
 
 
 def _similar_groups(path: str) -> list[dict[str, Any]]:

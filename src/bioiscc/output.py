@@ -75,3 +75,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     except json.JSONDecodeError:
         return [json.loads(line) for line in stripped.splitlines() if line.strip()]
     return value if isinstance(value, list) else [value]
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 input`, `2 inputs`: a count with its noun, for summary lines (`many`: an irregular plural)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"

@@ -847,11 +847,12 @@ def summary_line(result: Result) -> str:
     for _, relation, _ in result.groups:
         counts[relation] += 1
     grouped = sum(len(rows) for _, _, rows in result.groups)
-    skipped = f" ({result.scenes.skipped} failed rows left out)" if result.scenes.skipped else ""
+    skipped = f" ({_count(result.scenes.skipped, 'failed row')} left out)" if result.scenes.skipped else ""
     return (
-        f"bioiscc similar: {len(result.scenes)} scenes{skipped}: {_count(len(result.groups), 'group')} of "
-        f"{grouped} scenes ({counts[IDENTICAL]} identical, {counts[NEAR]} near-identical, "
-        f"{counts[LOOK_ALIKE]} look-alike), {_count(len(result.pairs), 'pair')}"
+        f"bioiscc similar: {_count(len(result.scenes), 'scene')}{skipped}: "
+        f"{_count(len(result.groups), 'group')} of {_count(grouped, 'scene')} "
+        f"({counts[IDENTICAL]} identical, {counts[NEAR]} near-identical, {counts[LOOK_ALIKE]} look-alike), "
+        f"{_count(len(result.pairs), 'pair')}"
     )
 
 

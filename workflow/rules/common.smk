@@ -7,9 +7,12 @@ two inputs share a result directory. Everything an input produces lives under re
 logs/<key>/.
 """
 
+import json
 import os
+import re
 import stat
 import string
+import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
@@ -21,6 +24,7 @@ from snakemake.logging import logger
 
 try:
     from bioiscc.fingerprint import entries, fingerprint_of
+    from bioiscc.output import plural
     from bioiscc.sources import BIOIO_SUFFIXES
     from bioiscc.sources.omezarr import is_zarr_store
 except ImportError as exc:
@@ -39,6 +43,11 @@ RESERVED_NAMES = frozenset(
         "index.html",
         "index.log",
         "index.benchmark.tsv",
+        "duplicates.tsv",
+        "duplicates.json",
+        "verify.txt",
+        "skipped.tsv",
+        "stale.txt",
         "_extra",
         "_batches",
     }
@@ -94,14 +103,34 @@ def input_key(parts):
 
 def _matches(patterns, relative, name):
     """Whether a pattern matches: one without / the name, one with / the relative path."""
+    return _matching(patterns, relative, name) is not None
+
+
+def _matching(patterns, relative, name):
+    """The first pattern that matches (see _matches), or None."""
     relative, name = relative.lower(), name.lower()
-    return any(fnmatchcase(relative if "/" in p else name, p) for p in patterns)
+    return next(
+        (p for p in patterns if fnmatchcase(relative if "/" in p else name, p)), None
+    )
 
 
-def find_inputs(settings):
-    """The inputs of the run, by key: those found in input_dir, then the extra `inputs`."""
+#: why an entry of input_dir is not an input, as results/skipped.tsv says it
+NOT_INCLUDED = "no include pattern matches"
+STORE_NOT_INCLUDED = "a Zarr store no include pattern matches"
+DIRECTORY_LINK = "a link to a directory (not searched)"
+BROKEN_LINK = "a broken link"
+
+
+def find_inputs(settings, skipped=None):
+    """The inputs of the run, by key: those found in input_dir, then the extra `inputs`.
+
+    Every file of input_dir that is not an input (and every excluded directory, which is not
+    searched) is appended to `skipped` as (path relative to input_dir, why).
+    """
+    skipped = [] if skipped is None else skipped
     wanted = [p.lower() for p in settings["include"]]
     unwanted = [p.lower() for p in settings["exclude"]]
+    as_written = {p.lower(): p for p in settings["exclude"]}  # for results/skipped.tsv
     root = os.path.normpath(settings["input_dir"])
     if not os.path.isdir(root):
         raise WorkflowError(f"bioiscc: input_dir {root!r} is not a directory")
@@ -112,11 +141,12 @@ def find_inputs(settings):
         )
     found = {}
 
-    def add(key, path):
+    def add(key, path, relative=None):
         try:
             status = os.stat(path)  # the one stat of a file input (fingerprint, size)
         except OSError:
-            logger.warning(f"bioiscc: skipping {path}: a broken link")
+            logger.warning(f"bioiscc: skipping {path}: {BROKEN_LINK}")
+            skipped.append((relative or path, BROKEN_LINK))
             return
         if found.setdefault(key, Input(key, path)).path != path:
             raise WorkflowError(
@@ -131,20 +161,35 @@ def find_inputs(settings):
         searched = []
         for name in sorted(dirnames):
             relative, full = f"{prefix}{name}", os.path.join(directory, name)
-            if _matches(unwanted, relative, name):
+            excluded = _matching(unwanted, relative, name)
+            if excluded is not None:
+                skipped.append(
+                    (f"{relative}/", f"excluded by {as_written[excluded]!r}")
+                )
                 continue
             if is_zarr_store(Path(full)):  # a store is one input, never searched
                 if _matches(wanted, relative, name):
-                    add(input_key(relative.split("/")), full)
-            elif not os.path.islink(full):
+                    add(input_key(relative.split("/")), full, relative)
+                else:
+                    skipped.append((f"{relative}/", STORE_NOT_INCLUDED))
+            elif os.path.islink(full):
+                skipped.append((f"{relative}/", DIRECTORY_LINK))
+            else:
                 searched.append(name)
         dirnames[:] = searched
         for name in sorted(filenames):
             relative = f"{prefix}{name}"
-            if _matches(wanted, relative, name) and not _matches(
-                unwanted, relative, name
-            ):
-                add(input_key(relative.split("/")), os.path.join(directory, name))
+            excluded = _matching(unwanted, relative, name)
+            if excluded is not None:
+                skipped.append((relative, f"excluded by {as_written[excluded]!r}"))
+            elif _matches(wanted, relative, name):
+                add(
+                    input_key(relative.split("/")),
+                    os.path.join(directory, name),
+                    relative,
+                )
+            else:
+                skipped.append((relative, NOT_INCLUDED))
 
     root_abs = os.path.abspath(root)
     for item in settings["inputs"]:
@@ -170,7 +215,9 @@ def find_inputs(settings):
 
 #: key -> the stat of a file input, taken when it was found
 FILE_STATS = {}
-INPUTS = find_inputs(config)
+#: (path relative to input_dir, why) of every entry of input_dir that is not an input
+SKIPPED = []
+INPUTS = find_inputs(config, SKIPPED)
 #: results/ as the rules see it (with the prefix of a module that includes this workflow)
 RESULTS = str(workflow.modifier.modify_path("results"))
 
@@ -241,17 +288,22 @@ def batch_file(batch):
 
 
 def sync_file(path, text):
-    """Make the file hold `text`, rewriting it only when it differs (its mtime says when it changed)."""
+    """Make the file hold `text`, rewriting it only when it differs (its mtime says when it changed).
+
+    Returns what the file held before when it was rewritten ("" when it was new), else None.
+    """
     target = Path(path)
     try:
-        if target.read_text(encoding="utf-8") == text:
-            return
+        before = target.read_text(encoding="utf-8")
+        if before == text:
+            return None
     except (OSError, UnicodeDecodeError):
-        pass
+        before = ""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, target)
+    return before
 
 
 def sync_batch_files():
@@ -259,15 +311,116 @@ def sync_batch_files():
 
     Done when the workflow starts rather than by jobs: a `run:` job would start Snakemake again,
     and the lists are too long for a command line. A file changes only when the membership does,
-    so that only the batches whose inputs came or went rerun.
+    so that only the batches whose inputs came or went rerun. The inputs a rewritten batch file
+    no longer lists are remembered (see sync_stale).
     """
     from bioiscc.batch import batch_line
 
+    dropped = {}
     for batch, keys in BATCHES.items():
         lines = [batch_line(INPUTS[key].path, f"{RESULTS}/{key}") for key in keys]
-        sync_file(batch_file(batch), "".join(lines))
+        before = sync_file(batch_file(batch), "".join(lines))
+        if before:
+            dropped.update(_batch_entries(before))
     rows = [f"{RESULTS}/_batches/{batch}/index.jsonl\n" for batch in BATCHES]
     sync_file(BATCH_LIST, "".join(rows))
+    return dropped
+
+
+# ---- skipped entries and stale results ----
+#
+# results/skipped.tsv lists every entry of input_dir that is not an input (path, why), from the
+# one directory walk that finds the inputs. results/stale.txt lists the result folders of inputs
+# that no longer exist (results/<key>/), and the folders of batches that no longer exist
+# (results/_batches/<batch>/): `snakemake clean_stale` (bioiscc clean-stale) removes them. Past
+# inputs are known from the batch files, not from a walk of results/ (a million files at 100,000
+# inputs): the inputs a batch file stops listing, and those of batch folders no longer in the run,
+# are kept in results/_batches/orphans.jsonl (batch lines) while their results exist, so that an
+# input excluded today and deleted later still becomes stale then. An orphan whose input still
+# exists (excluded, or input_dir changed) is not stale: its results are kept.
+
+#: a batch folder's name (make_batches)
+BATCH_NAME = re.compile(r"b[0-9a-f]{12}")
+
+
+def _batch_entries(text):
+    """{result folder: source} of the lines of a batch file (lines that cannot be read are skipped)."""
+    found = {}
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            found[str(entry["dir"])] = str(entry["source"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def _read_entries(path):
+    try:
+        return _batch_entries(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def _gone(source):
+    """Whether an input no longer exists (an OMERO image is never known to be gone)."""
+    return "://" not in source and not os.path.lexists(source)
+
+
+def _folder_prefixes(folders):
+    """Every folder that holds one of `folders` (a stale folder must not hold a current one)."""
+    prefixes = set()
+    for folder in folders:
+        parts = folder.split("/")
+        prefixes.update("/".join(parts[:end]) for end in range(1, len(parts)))
+    return prefixes
+
+
+def sync_stale(dropped):
+    """Write results/stale.txt and results/_batches/orphans.jsonl; the stale folders."""
+    from bioiscc.batch import batch_line
+
+    batches_dir = Path(RESULTS, "_batches")
+    old_batches = []
+    try:
+        with os.scandir(batches_dir) as found:
+            old_batches = sorted(
+                entry.name
+                for entry in found
+                if entry.is_dir(follow_symlinks=False)
+                and BATCH_NAME.fullmatch(entry.name)
+                and entry.name not in BATCHES
+            )
+    except OSError:
+        pass
+    past = _read_entries(ORPHANS)
+    past.update(dropped)
+    for batch in old_batches:
+        past.update(_read_entries(batch_file(batch)))
+    current = {f"{RESULTS}/{key}" for key in INPUTS}
+    holding = _folder_prefixes(current)
+    orphans = {
+        folder: source
+        for folder, source in sorted(past.items())
+        if folder not in current and folder not in holding and os.path.isdir(folder)
+    }
+    sync_file(ORPHANS, "".join(batch_line(s, f) for f, s in orphans.items()))
+    stale = [folder for folder, source in orphans.items() if _gone(source)]
+    stale += [f"{RESULTS}/_batches/{batch}" for batch in old_batches]
+    sync_file(STALE_LIST, "".join(f"{folder}\n" for folder in stale))
+    return stale
+
+
+def sync_skipped():
+    """Write results/skipped.tsv: every entry of input_dir that is not an input, and why."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(("path", "reason"))
+    writer.writerows(SKIPPED)
+    sync_file(SKIPPED_LIST, buffer.getvalue())
 
 
 def all_batch_rows(wildcards):
@@ -309,7 +462,7 @@ def _retry_marks(batch):
     if failed:
         named = ", ".join(sorted(failed)[:3]) + (", ..." if len(failed) > 3 else "")
         logger.info(
-            f"bioiscc: batch {batch}: retrying {len(failed)} input(s) that failed last time: {named}"
+            f"bioiscc: batch {batch}: retrying {plural(len(failed), 'input')} that failed last time: {named}"
         )
     return " ".join(marks)
 
@@ -358,10 +511,21 @@ def flags(**options):
     return " ".join(f"--{name.replace('_', '-')}" for name, on in options.items() if on)
 
 
+#: when this run started (the summary is repeated only when this run made the index)
+RUN_STARTED = time.time()
+
+
 def log_index_summary(path="logs/index.log"):
-    """Repeat the index's summary line (scenes done and failed) at the end of the run."""
+    """Repeat the index's summary line (scenes done and failed) at the end of the run.
+
+    Only when the index was made by this run: not after `snakemake clean_stale` or `verify`.
+    (In a module the handler does not run; the index job prints the line itself.)
+    """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        log = Path(path)
+        if log.stat().st_mtime < RUN_STARTED:
+            return
+        lines = log.read_text(encoding="utf-8").splitlines()
     except OSError:
         return
     for line in reversed(lines):
@@ -415,7 +579,6 @@ def log_index_summary(path="logs/index.log"):
 # (profile: cores). To override them: --set-resources hash:mem_mb=... or --set-threads
 # hash=...; to cap the threads of every job: --max-threads.
 
-import json
 import math
 
 MIB = 1 << 20
@@ -592,4 +755,9 @@ BATCHES = make_batches(
 )
 #: the list `bioiscc index --rows-from` reads (as the commands see it)
 BATCH_LIST = f"{RESULTS}/_batches/batches.txt"
-sync_batch_files()
+#: the past inputs whose results are still there, the stale folders and the skipped entries
+ORPHANS = f"{RESULTS}/_batches/orphans.jsonl"
+STALE_LIST = f"{RESULTS}/stale.txt"
+SKIPPED_LIST = f"{RESULTS}/skipped.tsv"
+STALE = sync_stale(sync_batch_files())
+sync_skipped()

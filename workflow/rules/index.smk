@@ -35,6 +35,8 @@ rule index:
     input:
         batches="results/_batches/batches.txt",
         rows=all_batch_rows,
+        skipped="results/skipped.tsv",
+        stale="results/stale.txt",
     output:
         tsv=report(
             "results/index.tsv",
@@ -54,9 +56,11 @@ rule index:
     resources:
         mem_mb=2048,
         runtime=10,
+    # the summary line (the last line of the log) is repeated on the terminal by the job itself:
+    # the workflow's onsuccess handler does not run when it is included as a module
     shell:
-        "bioiscc index --rows-from {input.batches:q}"
-        " --tsv {output.tsv:q} --jsonl {output.jsonl:q} 2> {log:q}"
+        "bioiscc index --rows-from {input.batches:q} --skipped {input.skipped:q} --stale {input.stale:q}"
+        " --tsv {output.tsv:q} --jsonl {output.jsonl:q} 2> {log:q}; tail -n 1 {log:q} >&2"
 
 
 # Scenes that share pixels (the same ISCC-SUM), nearly do (Data-Codes a few bits apart) or look
@@ -133,3 +137,19 @@ rule verify:
         report=f"{RESULTS}/verify.txt",
     shell:
         "bioiscc verify {params.index:q} --root {params.root:q} --warn -o {params.report:q} 2> {log:q}"
+
+
+# On demand (`snakemake clean_stale`): remove the stale result folders results/stale.txt lists (of
+# inputs that no longer exist, and of batches no longer in the run). bioiscc clean-stale checks
+# each again and removes nothing outside results/, nor the results of an input that still exists.
+rule clean_stale:
+    log:
+        "logs/clean_stale.log",
+    localrule: True
+    conda:
+        "../../envs/bioiscc.yaml"
+    threads: 1
+    params:
+        results=RESULTS,
+    shell:
+        "bioiscc clean-stale {params.results:q} 2> {log:q}; cat {log:q} >&2"
