@@ -190,6 +190,9 @@ def test_skipped_and_stale_results(tmp_path: Path) -> None:
     stale = ["results/a.tif", "results/sub/c.tif", f"results/_batches/{old_batch}"]
     assert (tmp_path / "results" / "stale.txt").read_text().splitlines() == stale
     assert "b.tif\texcluded by 'b.tif'" in (tmp_path / "results" / "skipped.tsv").read_text()
+    page = (tmp_path / "results" / "index.html").read_text()
+    assert "Skipped inputs (3)" in page and "<code>README.txt</code>: no include pattern matches" in page
+    assert "Stale results (3)" in page and "<code>results/sub/c.tif</code>" in page
 
     # entries that are not stale, added by hand, are kept whatever the list says
     listing = tmp_path / "results" / "stale.txt"

@@ -254,7 +254,8 @@ def index(
         from .report_page import render_page
 
         groups = _similar_groups(similar_json) if similar_json else None
-        write_text(render_page(rows, summary, groups), html_path)
+        skipped, stale = _listed_entries(skipped_tsv, stale_list)
+        write_text(render_page(rows, summary, groups, skipped=skipped, stale=stale), html_path)
     if jsonl is not None or (tsv is None and html_path is None and rows_output is None):
         write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
     click.echo(summary, err=True)
@@ -445,6 +446,30 @@ def _count_lines(path: str, header: bool) -> int:
             return sum(1 for line in stream if line.strip())
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{path}: cannot read it ({exc})")
+
+
+def _listed_entries(
+    skipped_tsv: str | None, stale_list: str | None
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The workflow's skipped files (path, reason) and stale result folders, as the page lists them."""
+    skipped: list[dict[str, str]] = []
+    stale: list[dict[str, str]] = []
+    try:
+        if skipped_tsv is not None:
+            import csv
+
+            with open(skipped_tsv, encoding="utf-8", newline="") as stream:
+                skipped = [dict(row) for row in csv.DictReader(stream, delimiter="\t")]
+        if stale_list is not None:
+            with open(stale_list, encoding="utf-8") as stream:
+                stale = [
+                    {"path": line.strip(), "reason": "its input no longer exists or its batch is gone"}
+                    for line in stream
+                    if line.strip()
+                ]
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read the lists of skipped files and stale results: {exc}")
+    return skipped, stale
 
 
 def _list_notes(skipped_tsv: str | None, stale_list: str | None) -> list[str]:

@@ -96,6 +96,8 @@ rule page:
         batches="results/_batches/batches.txt",
         rows=all_batch_rows,
         similar="results/duplicates.json",
+        skipped="results/skipped.tsv",
+        stale="results/stale.txt",
     output:
         report(
             "results/index.html",
@@ -113,8 +115,8 @@ rule page:
         mem_mb=2048,
         runtime=10,
     shell:
-        "bioiscc index --rows-from {input.batches:q} --similar {input.similar:q} --html {output:q}"
-        " 2> {log:q}"
+        "bioiscc index --rows-from {input.batches:q} --similar {input.similar:q}"
+        " --skipped {input.skipped:q} --stale {input.stale:q} --html {output:q} 2> {log:q}"
 
 
 # On demand (`snakemake verify`): every scene of the index as it stands recomputed from its input
