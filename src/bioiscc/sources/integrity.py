@@ -1,0 +1,154 @@
+"""Structural completeness of vendor files, checked when a file is opened (no pixels are read).
+
+A file cut short (a copy that stopped, a full disk) often keeps its header and index, so a reader
+lists its images as if nothing were missing and fails, or returns zeros, only when the pixels are
+read. These checks compare what a file's index promises with the file's size, so that `walk`,
+`thumb` and `scenes` reject what `hash` would reject, at the cost of reading the index:
+
+- **CZI**: every level-0 subblock of the subblock directory lies inside the file. libCZI reads the
+  directory but neither aicspylibczi nor pylibCZIrw shows where a subblock lies, so the ZISRAW file
+  header and directory are read here (`czi_damage`). Only the last subblock before the end of the
+  file can be cut in the middle; its segment header is read to learn its length.
+- **ND2**: every image frame of nd2's chunk map lies inside the file (nd2 returns zeros for a frame
+  past the end of the file, without a word).
+- **TIFF, LIF, DV**: their sources check strips and tiles, memory blocks and the plane bytes the
+  header promises (`tiff._check_complete`, `lif._check_complete`, `dv.DvSource`).
+- **OME-Zarr**: a chunk that is missing is the fill value (the format says so); a chunk that is there
+  but cut or corrupt fails when it is decoded (`hash`, `thumb`): finding it earlier would mean
+  decoding every chunk.
+
+Damage inside a file whose index and size agree (overwritten bytes, a broken compressed stream) is
+found when the pixels are decoded, by `hash`.
+
+Errors say "truncated: …" and the cause; the file is named by the message they are part of.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+# --- CZI (ZISRAW) --------------------------------------------------------------------------------
+
+#: segment header: 16-byte id, allocated size, used size (little-endian int64)
+SEGMENT = struct.Struct("<16sqq")
+#: in the file header segment's data (after major, minor, two reserved int32, two 16-byte GUIDs and
+#: the file part): the positions of the subblock directory, the metadata and (after a 4-byte flag)
+#: the attachment directory, the segments libCZI reads when it opens a file
+FILE_HEADER_POSITIONS = struct.Struct("<qq4xq")
+FILE_HEADER_POSITIONS_AT = SEGMENT.size + 4 * 4 + 2 * 16 + 4
+HEADER_SEGMENTS = ("the subblock directory", "the metadata", "the attachment directory")
+#: directory segment data: entry count, 124 reserved bytes, then the entries
+DIRECTORY_HEAD = struct.Struct("<i124x")
+#: a directory entry ("DV"): schema, pixel type, file position, file part, compression, pyramid
+#: type, 5 spare bytes, dimension count; then that many 20-byte dimension entries
+ENTRY = struct.Struct("<2siqiiB5xi")
+DIMENSION = struct.Struct("<4siifi")
+#: the key of damage that belongs to no scene (a subblock without S): it spoils every scene
+ALL_SCENES = -1
+
+
+def czi_damage(location: str, path: Path) -> dict[int, str]:
+    """Scene (libCZI S index, or ALL_SCENES) -> why its pixels cannot all be read; {} for a whole file.
+
+    Raises `InputError` when the directory itself lies beyond the end of the file. A file that is
+    not a CZI at all is left to libCZI to refuse (returns {}).
+    """
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            return _czi_subblocks_beyond(handle, size)
+    except InputError as exc:
+        raise InputError(location, exc.cause) from exc
+    except (OSError, struct.error, ValueError):
+        return {}  # not a ZISRAW file: libCZI says why
+
+
+def czi_scene_damage(damage: Mapping[int, str], czi_scene: int) -> str | None:
+    """The damage that spoils the scene with libCZI S index `czi_scene`, if any."""
+    return damage.get(czi_scene) or damage.get(ALL_SCENES)
+
+
+def _czi_subblocks_beyond(handle: Any, size: int) -> dict[int, str]:
+    header = _read(handle, 0, FILE_HEADER_POSITIONS_AT + FILE_HEADER_POSITIONS.size)
+    if SEGMENT.unpack_from(header)[0].rstrip(b"\0") != b"ZISRAWFILE":
+        raise ValueError("not a CZI file")
+    positions = FILE_HEADER_POSITIONS.unpack_from(header, FILE_HEADER_POSITIONS_AT)
+    for what, position in zip(HEADER_SEGMENTS, positions, strict=True):
+        if position > 0:  # 0: the file has no such segment
+            _segment_inside(handle, what, position, size)
+    directory = positions[0]
+    if directory <= 0:
+        raise InputError("", "not a readable CZI file: no subblock directory")
+    _, allocated, used = SEGMENT.unpack(_read(handle, directory, SEGMENT.size))
+    entries = _level0_entries(_read(handle, directory + SEGMENT.size, used or allocated))
+    return _beyond(handle, entries, size)
+
+
+def _segment_inside(handle: Any, what: str, position: int, size: int) -> None:
+    """Raise `InputError` unless the segment at `position` lies inside the file's `size` bytes."""
+    if position + SEGMENT.size > size:
+        raise InputError("", f"truncated: {what} at byte {position} is beyond the file's {size} bytes")
+    _, allocated, used = SEGMENT.unpack(_read(handle, position, SEGMENT.size))
+    end = position + SEGMENT.size + (used or allocated)
+    if end > size:
+        raise InputError("", f"truncated: {what} ends at byte {end}, beyond the file's {size} bytes")
+
+
+def _level0_entries(data: bytes) -> list[tuple[int, int, bytes, int]]:
+    """(number, file position, dimension entries, dimension count) of the subblocks of level 0."""
+    (count,) = DIRECTORY_HEAD.unpack_from(data)
+    found = []
+    at = DIRECTORY_HEAD.size
+    for number in range(count):
+        schema, _, position, part, _, _, dims = ENTRY.unpack_from(data, at)
+        dimensions = data[at + ENTRY.size : at + ENTRY.size + dims * DIMENSION.size]
+        at += ENTRY.size + dims * DIMENSION.size
+        if schema == b"DV" and part == 0 and not _is_pyramid(dimensions, dims):
+            found.append((number, position, dimensions, dims))
+    return found
+
+
+def _dimensions(dimensions: bytes, count: int) -> dict[str, tuple[int, int]]:
+    """Dimension -> (start, size, stored size) of a directory entry."""
+    found = {}
+    for k in range(count):
+        name, start, extent, _, stored = DIMENSION.unpack_from(dimensions, k * DIMENSION.size)
+        found[name.rstrip(b"\0").decode("ascii", "replace")] = (start, extent, stored)
+    return found
+
+
+def _is_pyramid(dimensions: bytes, count: int) -> bool:
+    """A subblock of a lower pyramid level: stored smaller than the region it covers (zoom < 1)."""
+    dims = _dimensions(dimensions, count)
+    return any(d in dims and dims[d][2] != dims[d][1] for d in ("X", "Y"))
+
+
+def _beyond(handle: Any, entries: list[tuple[int, int, bytes, int]], size: int) -> dict[int, str]:
+    """Scene -> the first subblock of that scene whose data is not all inside the file."""
+    damage: dict[int, str] = {}
+    inside = [e for e in entries if e[1] + SEGMENT.size <= size]
+    cut = [(e, f"subblock {e[0]} starts at byte {e[1]}") for e in entries if e[1] + SEGMENT.size > size]
+    if inside:  # only the last subblock that starts inside the file can be cut in the middle
+        last = max(inside, key=lambda e: e[1])
+        segment_id, allocated, used = SEGMENT.unpack(_read(handle, last[1], SEGMENT.size))
+        end = last[1] + SEGMENT.size + (used or allocated)
+        if segment_id.rstrip(b"\0") != b"ZISRAWSUBBLOCK" or end > size:
+            cut.append((last, f"subblock {last[0]} ends at byte {end}"))
+    for (number, _, dimensions, count), what in sorted(cut):
+        scene = _dimensions(dimensions, count).get("S", (ALL_SCENES,))[0]
+        if scene not in damage:
+            damage[scene] = f"truncated: {what}, beyond the file's {size} bytes"
+    return damage
+
+
+def _read(handle: Any, offset: int, length: int) -> bytes:
+    handle.seek(offset)
+    data = handle.read(length)
+    if len(data) != length:
+        raise ValueError("short read")
+    return data
