@@ -152,3 +152,32 @@ def _read(handle: Any, offset: int, length: int) -> bytes:
     if len(data) != length:
         raise ValueError("short read")
     return data
+
+
+# --- ND2 -----------------------------------------------------------------------------------------
+
+#: bytes before a frame's pixels in its chunk's data: the frame's timestamp (a float64)
+ND2_FRAME_STAMP = 8
+ND2_FRAME_CHUNK = b"ImageDataSeq|"
+
+
+def nd2_damage(nd2file: Any, size: int) -> str | None:
+    """Why the frames of an open `nd2.ND2File` cannot all be read, or None.
+
+    nd2 finds frame k at `_frame_offsets[k]` (its chunk's data, past the timestamp) and reads
+    `chunk size - 8` bytes there (the pixels, or their zlib stream); a frame past the end of the file
+    it returns as zeros. Files of the legacy (JPEG 2000) format have no chunk map and are not checked.
+    """
+    reader = nd2file._rdr
+    offsets = getattr(reader, "_frame_offsets", None)
+    if offsets is None:
+        return None
+    chunks = reader.chunkmap
+    for frame, offset in sorted(offsets.items()):
+        chunk = chunks.get(ND2_FRAME_CHUNK + str(frame).encode() + b"!")
+        if chunk is None:
+            continue
+        end = offset + chunk[1] - ND2_FRAME_STAMP
+        if end > size:
+            return f"truncated: frame {frame} ends at byte {end}, beyond the file's {size} bytes"
+    return None
