@@ -25,12 +25,15 @@ Errors say "truncated: …" and the cause; the file is named by the message they
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..scene import SceneInfo
 
 # --- CZI (ZISRAW) --------------------------------------------------------------------------------
 
@@ -181,3 +184,71 @@ def nd2_damage(nd2file: Any, size: int) -> str | None:
         if end > size:
             return f"truncated: frame {frame} ends at byte {end}, beyond the file's {size} bytes"
     return None
+
+
+# --- TIFF: strips and tiles that cannot hold what the header says --------------------------------
+
+#: the most a stored byte can inflate to, by TIFF compression: none 1; PackBits 128 (2 bytes make a
+#: run of 128); LZW 4096 (a 12-bit code stands for a string of at most 4096 bytes); Deflate 1032
+#: (zlib's bound); Zstandard 32768 (a 4-byte RLE block makes 128 KiB). Others (JPEG, LZMA, …) are
+#: not bounded here.
+TIFF_MAX_INFLATION = {1: 1, 32773: 128, 5: 4096, 8: 1032, 32946: 1032, 50000: 32768, 34926: 32768}
+
+
+def tiff_page_damage(page: Any) -> str | None:
+    """Why a TIFF page's strips or tiles cannot hold the pixels its header declares, or None.
+
+    A header that claims enormous dimensions over a few stored bytes would make a reader allocate
+    them and fail only after (or be killed). Empty strips or tiles (byte count 0) are the fill value.
+    """
+    ratio = TIFF_MAX_INFLATION.get(int(page.compression))
+    counts = [int(n) for n in page.databytecounts]
+    stored = [n for n in counts if n]
+    if ratio is None or not stored:
+        return None
+    # edge tiles are stored whole: the page's bytes are at most what its chunks decode to
+    declared = page.nbytes * len(stored) // len(counts)
+    if sum(stored) * ratio < declared:
+        return (
+            f"corrupt: page {page.index} declares {declared} bytes of pixels in {sum(stored)} stored "
+            f"bytes, more than its compression can hold ({page.compression.name}: at most {ratio}:1)"
+        )
+    return None
+
+
+# --- limits: what a walk reads and hashes --------------------------------------------------------
+
+#: the largest plane a walk reads whole (`BIOISCC_MAX_PLANE_MB`)
+DEFAULT_MAX_PLANE_MB = 8 * 1024
+#: the largest scene (its canonical bytes) a walk hashes (`BIOISCC_MAX_SCENE_GB`)
+DEFAULT_MAX_SCENE_GB = 16 * 1024
+
+
+def limit(name: str, default: int) -> int:
+    try:
+        value = int(os.environ.get(name, default))
+    except ValueError:
+        value = default
+    return value if value > 0 else default
+
+
+def over_limits(info: SceneInfo) -> SceneInfo:
+    """`info`, failed when the scene is larger than a walk may read: a header that claims enormous
+    dimensions (or a sparse Zarr array that stores almost nothing of them) is refused before a reader
+    allocates a plane, or the hash spends days on fill values."""
+    if not info.ok:
+        return info
+    plane = info.plane_bytes * info.dims["S"]  # a stored plane holds its samples
+    max_plane = limit("BIOISCC_MAX_PLANE_MB", DEFAULT_MAX_PLANE_MB)
+    max_scene = limit("BIOISCC_MAX_SCENE_GB", DEFAULT_MAX_SCENE_GB)
+    if plane > max_plane * 2**20:
+        why = f"a plane of {plane} bytes is over the limit of {max_plane} MiB (BIOISCC_MAX_PLANE_MB)"
+    elif info.bytes > max_scene * 2**30:
+        why = (
+            f"{info.bytes} bytes of pixels in {info.planes} planes are over the limit of {max_scene} GiB "
+            "per scene (BIOISCC_MAX_SCENE_GB)"
+        )
+    else:
+        return info
+    sizes = " ".join(f"{d}={n}" for d, n in {**info.dims, **info.extra_dims}.items())
+    return dataclasses.replace(info, error=f"too large: {why} ({sizes})")

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
+from .integrity import tiff_page_damage
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -124,6 +125,8 @@ def _check_complete(location: str, tiff: Any, size: int) -> None:
                     f"truncated TIFF: image data of page {page.index} ends at byte {offset + count}, "
                     f"the file has {size}",
                 )
+        if damage := tiff_page_damage(page):
+            raise InputError(location, damage)
 
 
 def _one_plane_per_page(series: Any) -> bool:
