@@ -252,3 +252,118 @@ def over_limits(info: SceneInfo) -> SceneInfo:
         return info
     sizes = " ".join(f"{d}={n}" for d, n in {**info.dims, **info.extra_dims}.items())
     return dataclasses.replace(info, error=f"too large: {why} ({sizes})")
+
+
+# --- Zarr: chunks that inflate beyond their size -------------------------------------------------
+
+#: the numcodecs compressors (Zarr v2 ids) and Zarr v3 codecs whose decoding is bounded here
+BOUNDED_V2 = ("zlib", "gzip", "zstd", "blosc", "lz4")
+BOUNDED_V3 = ("zstd", "gzip", "blosc")
+_guarded = False
+
+
+class ChunkBombError(ValueError):
+    """A compressed chunk inflates beyond the chunk's size."""
+
+
+def inflate_bounded(codec: Any, data: Any, expected: int) -> Any:
+    """`data` decoded by the numcodecs `codec`, never more than `expected` bytes held.
+
+    zlib and gzip streams are inflated with a cap; Zstandard, Blosc and LZ4 decode into a buffer of
+    the chunk's size, which they refuse to overrun. A chunk that would inflate further is a
+    `ChunkBombError` (a corrupt or hostile chunk), raised before memory is spent on it.
+    """
+    import zlib
+
+    import numpy as np
+
+    codec_id = getattr(codec, "codec_id", "")
+    if codec_id in ("zlib", "gzip"):
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | (16 if codec_id == "gzip" else 0))
+        out = inflater.decompress(memoryview(np.ascontiguousarray(data)).cast("B"), expected + 1)
+        if len(out) > expected or inflater.unconsumed_tail:
+            raise ChunkBombError(f"corrupt: a {codec_id} chunk inflates beyond the chunk's {expected} bytes")
+        return out
+    try:
+        return codec.decode(data, out=np.empty(expected, dtype=np.uint8))
+    except ValueError as exc:
+        if "too small" in str(exc):
+            raise ChunkBombError(
+                f"corrupt: a {codec_id} chunk inflates beyond the chunk's {expected} bytes"
+            ) from exc
+        raise
+
+
+def guard_zarr_codecs() -> None:
+    """Make zarr decode the usual compressors with a cap of the chunk's size (once per process).
+
+    zarr inflates a chunk whole before it checks its size (numcodecs' zlib and gzip have no cap,
+    and Zstandard allocates what the frame header claims), so a chunk of a few kilobytes can claim
+    gigabytes. Zarr v2 compressors come from numcodecs' registry and learn their chunk's size from
+    `bound_chunks`; Zarr v3 codecs are told the chunk's shape with every chunk.
+    """
+    global _guarded
+    if _guarded:
+        return
+    import numcodecs
+    import zarr
+    import zarr.registry
+
+    for codec_id in BOUNDED_V2:
+        base = numcodecs.get_codec({"id": codec_id}).__class__
+        numcodecs.register_codec(_bounded_v2(base), codec_id)
+    for name in BOUNDED_V3:
+        cls = _bounded_v3(zarr.registry.get_codec_class(name))
+        zarr.registry.register_codec(name, cls)
+        zarr.config.set({f"codecs.{name}": f"{cls.__module__}.{cls.__qualname__}"})
+    _guarded = True
+
+
+def bound_chunks(array: Any) -> None:
+    """Tell a Zarr v2 array's compressor the size of its chunks (all the same size in v2)."""
+    import math
+
+    import numpy as np
+
+    metadata = getattr(array, "metadata", None)
+    compressor = getattr(metadata, "compressor", None)
+    if compressor is None or getattr(metadata, "filters", None) or not hasattr(compressor, "expected"):
+        return
+    compressor.expected = math.prod(array.chunks) * np.dtype(array.dtype).itemsize
+
+
+def _bounded_v2(base: type) -> type:
+    def decode(self: Any, buf: Any, out: Any = None) -> Any:
+        if out is None and self.expected:
+            return inflate_bounded(self, buf, self.expected)
+        return base.decode(self, buf, out)
+
+    return type(f"Bounded{base.__name__}", (base,), {"expected": None, "decode": decode})
+
+
+def _bounded_v3(base: type) -> type:
+    import math
+
+    from zarr.core.buffer.cpu import as_numpy_array_wrapper
+
+    def _decode_sync(self: Any, chunk_bytes: Any, chunk_spec: Any) -> Any:
+        dtype = chunk_spec.dtype.to_native_dtype()
+        if dtype.kind not in "biufc":  # variable-size items: no size to hold the chunk to
+            return base._decode_sync(self, chunk_bytes, chunk_spec)
+        expected = math.prod(chunk_spec.shape) * dtype.itemsize
+        numcodec = _numcodec_of(self)
+        return as_numpy_array_wrapper(
+            lambda data: inflate_bounded(numcodec, data, expected), chunk_bytes, chunk_spec.prototype
+        )
+
+    name = f"Bounded{base.__name__}"
+    cls = type(name, (base,), {"_decode_sync": _decode_sync, "__module__": __name__, "__qualname__": name})
+    globals()[name] = cls  # zarr's config names a codec class by its module and qualified name
+    return cls
+
+
+def _numcodec_of(codec: Any) -> Any:
+    for attribute in ("_zstd_codec", "_gzip_codec", "_blosc_codec"):
+        if hasattr(type(codec), attribute):
+            return getattr(codec, attribute)
+    raise TypeError(f"no numcodecs codec behind {type(codec).__name__}")
