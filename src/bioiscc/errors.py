@@ -59,6 +59,11 @@ LIBCZI_SHORT_READ = re.compile(
     r"Not enough data read at offset (\d+) -> requested: (\d+) bytes, actually got (\d+) bytes"
 )
 
+#: causes bioiscc words itself
+WORDED = ("truncated: ", "corrupt: ", "too large: ")
+#: decoders' words for compressed data that inflates beyond the buffer the header's sizes make
+INFLATES_TOO_FAR = ("INSUFFICIENT_SPACE", "Destination buffer is too small", "buffer too small")
+
 
 def describe(exc: BaseException) -> str:
     """A one-line cause for an exception raised by a reader library."""
@@ -71,4 +76,8 @@ def describe(exc: BaseException) -> str:
             f"{offset + wanted} (libCZI read {got} of {wanted} bytes at byte {offset})"
         )
     name = type(exc).__name__
+    if text.startswith(WORDED):  # bioiscc's own words, raised from inside a reader library's call
+        return text
+    if any(words in text for words in INFLATES_TOO_FAR):
+        return f"corrupt: compressed data inflates beyond the size its header declares ({name}: {text})"
     return f"{name}: {text}" if text else name
