@@ -125,7 +125,9 @@ def test_czi_cut_to_1_5_mb_fails_everywhere(tmp_path: Path) -> None:
     """The issue's case: walked as ok, thumb succeeded, hash failed with libCZI's raw text."""
     sample = require_samples() / "czi" / "CellDivision_T3_Z5_CH2_X240_Y170.czi"
     path = cut(sample, tmp_path / "cut.czi", 1_500_000)
-    assert_fails_everywhere(path, "truncated: subblock 11 ends at byte 1519280, beyond the file's 1500000", tmp_path)
+    assert_fails_everywhere(
+        path, "truncated: subblock 11 ends at byte 1519280, beyond the file's 1500000", tmp_path
+    )
     assert_recorded(path, "truncated: subblock 11", tmp_path)
 
 
@@ -161,7 +163,10 @@ def test_czi_with_one_cut_scene_fails_that_scene_alone(tmp_path: Path) -> None:
         assert result.exit_code == 3, (command, result.stderr)  # written, but a scene failed
         assert result.stderr.splitlines() == [f"bioiscc: {path}: {cause}, beyond the file's 1639094 bytes"]
     assert [s["status"] for s in _json(tmp_path / "walk" / "result.json")["scenes"]] == ["ok", "failed"]
-    assert [r["status"] for r in json_lines((tmp_path / "hash" / "result.json").read_text())] == ["ok", "failed"]
+    assert [r["status"] for r in json_lines((tmp_path / "hash" / "result.json").read_text())] == [
+        "ok",
+        "failed",
+    ]
     assert outputs(tmp_path / "thumb" / "thumbs") == ["two-scenes.czi.thumb.png"]
     assert outputs(tmp_path / "scenes" / "thumbs") == ["two-scenes.scene_000.thumb.png"]
 
@@ -203,7 +208,9 @@ def test_czi_cut_in_its_directory_says_truncated(keep: float, tmp_path: Path) ->
 
 
 def test_libczi_short_read_in_words() -> None:
-    raw = RuntimeError("Not enough data read at offset 2677376 -> requested: 880 bytes, actually got 0 bytes.")
+    raw = RuntimeError(
+        "Not enough data read at offset 2677376 -> requested: 880 bytes, actually got 0 bytes."
+    )
     assert describe(raw) == (
         "truncated: the file ends at byte 2677376, inside data that reaches byte 2678256 "
         "(libCZI read 0 of 880 bytes at byte 2677376)"
@@ -385,7 +392,9 @@ def test_tiff_tile_bomb_fails_in_bounded_memory(compression: str, tmp_path: Path
     import tifffile
 
     path = tmp_path / "bomb.tif"
-    tifffile.imwrite(path, np.zeros((512, 512), np.uint8), tile=(256, 256), compression=compression, metadata=None)
+    tifffile.imwrite(
+        path, np.zeros((512, 512), np.uint8), tile=(256, 256), compression=compression, metadata=None
+    )
     payload = zlib_bomb() if compression == "zlib" else zstd_bomb()
     end = path.stat().st_size
     with path.open("ab") as handle:
@@ -427,9 +436,15 @@ def test_zarr_chunk_bomb_fails_in_bounded_memory(case: str, tmp_path: Path) -> N
     else:
         compressor = zarr.codecs.ZstdCodec() if codec == "zstd" else zarr.codecs.GzipCodec()
         group.attrs["ome"] = {"version": "0.5", "multiscales": [_multiscales(None)]}
-    array = group.create_array("0", shape=(2, 256, 256), chunks=(1, 256, 256), dtype="uint8", compressors=compressor)
+    array = group.create_array(
+        "0", shape=(2, 256, 256), chunks=(1, 256, 256), dtype="uint8", compressors=compressor
+    )
     array[:] = 1
-    chunk = next(p for p in sorted((store / "0").rglob("*")) if p.is_file() and not p.name.startswith(".") and p.name != "zarr.json")
+    chunk = next(
+        p
+        for p in sorted((store / "0").rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.name != "zarr.json"
+    )
     chunk.write_bytes(bomb())
     code, stderr, peak_mb, _ = peak_run(tmp_path, "hash", str(store), "-o", str(tmp_path / "out.json"))
     assert code == 1 and len(stderr.splitlines()) == 1, stderr

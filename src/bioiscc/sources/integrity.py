@@ -30,7 +30,7 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InputError
 from ..scene import SceneInfo
@@ -102,50 +102,53 @@ def _segment_inside(handle: Any, what: str, position: int, size: int) -> None:
         raise InputError("", f"truncated: {what} ends at byte {end}, beyond the file's {size} bytes")
 
 
-def _level0_entries(data: bytes) -> list[tuple[int, int, bytes, int]]:
-    """(number, file position, dimension entries, dimension count) of the subblocks of level 0."""
+class Subblock(NamedTuple):
+    """A directory entry: its number, where its segment starts, its dimensions (start, size, stored)."""
+
+    number: int
+    position: int
+    dims: dict[str, tuple[int, int, int]]
+
+
+def _level0_entries(data: bytes) -> list[Subblock]:
+    """The subblocks of pyramid level 0 in this file (not other parts of a multi-file CZI)."""
     (count,) = DIRECTORY_HEAD.unpack_from(data)
     found = []
     at = DIRECTORY_HEAD.size
     for number in range(count):
-        schema, _, position, part, _, _, dims = ENTRY.unpack_from(data, at)
-        dimensions = data[at + ENTRY.size : at + ENTRY.size + dims * DIMENSION.size]
-        at += ENTRY.size + dims * DIMENSION.size
-        if schema == b"DV" and part == 0 and not _is_pyramid(dimensions, dims):
-            found.append((number, position, dimensions, dims))
+        schema, _, position, part, _, _, ndims = ENTRY.unpack_from(data, at)
+        start = at + ENTRY.size
+        at = start + ndims * DIMENSION.size
+        dims = {
+            name.rstrip(b"\0").decode("ascii", "replace"): (first, extent, stored)
+            for name, first, extent, _, stored in DIMENSION.iter_unpack(data[start:at])
+        }
+        if schema == b"DV" and part == 0 and not _is_pyramid(dims):
+            found.append(Subblock(number, position, dims))
     return found
 
 
-def _dimensions(dimensions: bytes, count: int) -> dict[str, tuple[int, int]]:
-    """Dimension -> (start, size, stored size) of a directory entry."""
-    found = {}
-    for k in range(count):
-        name, start, extent, _, stored = DIMENSION.unpack_from(dimensions, k * DIMENSION.size)
-        found[name.rstrip(b"\0").decode("ascii", "replace")] = (start, extent, stored)
-    return found
-
-
-def _is_pyramid(dimensions: bytes, count: int) -> bool:
+def _is_pyramid(dims: Mapping[str, tuple[int, int, int]]) -> bool:
     """A subblock of a lower pyramid level: stored smaller than the region it covers (zoom < 1)."""
-    dims = _dimensions(dimensions, count)
     return any(d in dims and dims[d][2] != dims[d][1] for d in ("X", "Y"))
 
 
-def _beyond(handle: Any, entries: list[tuple[int, int, bytes, int]], size: int) -> dict[int, str]:
+def _beyond(handle: Any, subblocks: list[Subblock], size: int) -> dict[int, str]:
     """Scene -> the first subblock of that scene whose data is not all inside the file."""
-    damage: dict[int, str] = {}
-    inside = [e for e in entries if e[1] + SEGMENT.size <= size]
-    cut = [(e, f"subblock {e[0]} starts at byte {e[1]}") for e in entries if e[1] + SEGMENT.size > size]
+    inside = [b for b in subblocks if b.position + SEGMENT.size <= size]
+    cut = [
+        (b.number, b, f"starts at byte {b.position}") for b in subblocks if b.position + SEGMENT.size > size
+    ]
     if inside:  # only the last subblock that starts inside the file can be cut in the middle
-        last = max(inside, key=lambda e: e[1])
-        segment_id, allocated, used = SEGMENT.unpack(_read(handle, last[1], SEGMENT.size))
-        end = last[1] + SEGMENT.size + (used or allocated)
+        last = max(inside, key=lambda b: b.position)
+        segment_id, allocated, used = SEGMENT.unpack(_read(handle, last.position, SEGMENT.size))
+        end = last.position + SEGMENT.size + (used or allocated)
         if segment_id.rstrip(b"\0") != b"ZISRAWSUBBLOCK" or end > size:
-            cut.append((last, f"subblock {last[0]} ends at byte {end}"))
-    for (number, _, dimensions, count), what in sorted(cut):
-        scene = _dimensions(dimensions, count).get("S", (ALL_SCENES,))[0]
-        if scene not in damage:
-            damage[scene] = f"truncated: {what}, beyond the file's {size} bytes"
+            cut.append((last.number, last, f"ends at byte {end}"))
+    damage: dict[int, str] = {}
+    for number, subblock, what in sorted(cut, key=lambda c: c[0]):
+        scene = subblock.dims.get("S", (ALL_SCENES, 0, 0))[0]
+        damage.setdefault(scene, f"truncated: subblock {number} {what}, beyond the file's {size} bytes")
     return damage
 
 
@@ -280,7 +283,7 @@ def inflate_bounded(codec: Any, data: Any, expected: int) -> Any:
     codec_id = getattr(codec, "codec_id", "")
     if codec_id in ("zlib", "gzip"):
         inflater = zlib.decompressobj(zlib.MAX_WBITS | (16 if codec_id == "gzip" else 0))
-        out = inflater.decompress(memoryview(np.ascontiguousarray(data)).cast("B"), expected + 1)
+        out = inflater.decompress(np.ascontiguousarray(data).tobytes(), expected + 1)
         if len(out) > expected or inflater.unconsumed_tail:
             raise ChunkBombError(f"corrupt: a {codec_id} chunk inflates beyond the chunk's {expected} bytes")
         return out
@@ -332,7 +335,7 @@ def bound_chunks(array: Any) -> None:
     compressor.expected = math.prod(array.chunks) * np.dtype(array.dtype).itemsize
 
 
-def _bounded_v2(base: type) -> type:
+def _bounded_v2(base: Any) -> type:
     def decode(self: Any, buf: Any, out: Any = None) -> Any:
         if out is None and self.expected:
             return inflate_bounded(self, buf, self.expected)
@@ -341,7 +344,7 @@ def _bounded_v2(base: type) -> type:
     return type(f"Bounded{base.__name__}", (base,), {"expected": None, "decode": decode})
 
 
-def _bounded_v3(base: type) -> type:
+def _bounded_v3(base: Any) -> type:
     import math
 
     from zarr.core.buffer.cpu import as_numpy_array_wrapper
