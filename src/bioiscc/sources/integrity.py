@@ -219,6 +219,36 @@ def tiff_page_damage(page: Any) -> str | None:
     return None
 
 
+def ome_tiff_damage(tiff: Any) -> str | None:
+    """Why an OME-TIFF's metadata promises planes the file does not have, or None.
+
+    tifffile fills the planes an OME series lacks with zeros (and bioiscc refuses the file when it
+    says so), after it has listed every missing plane: a few bytes of XML that claim 10^9 planes
+    took gigabytes. Files that name other files (multi-file OME-TIFF) are left to tifffile.
+    """
+    from xml.etree import ElementTree
+
+    if not tiff.is_ome:
+        return None
+    try:
+        root = ElementTree.fromstring(tiff.ome_metadata)
+    except Exception:  # tifffile says what is wrong with it
+        return None
+    declared = 0
+    for element in root.iter():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "UUID" and element.get("FileName"):
+            return None
+        if tag == "Pixels":
+            channels = sum(1 for c in element if c.tag.rsplit("}", 1)[-1] == "Channel")
+            sizes = [int(element.get(k, "1")) for k in ("SizeZ", "SizeT")]
+            declared += sizes[0] * sizes[1] * (channels or int(element.get("SizeC", "1")))
+    images = len(tiff.pages)
+    if declared > images:
+        return f"corrupt: its OME metadata declares {declared} planes, the file holds {images} images"
+    return None
+
+
 # --- limits: what a walk reads and hashes --------------------------------------------------------
 
 #: the largest plane a walk reads whole (`BIOISCC_MAX_PLANE_MB`)

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
-from .integrity import tiff_page_damage
+from .integrity import ome_tiff_damage, tiff_page_damage
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -34,7 +34,8 @@ class TiffSource(Source):
         with _TiffWarnings() as warned:
             try:
                 self.tiff = tifffile.TiffFile(path)
-                self.series = list(self.tiff.series)
+                damage = ome_tiff_damage(self.tiff)  # before tifffile lists the planes it lacks
+                self.series = [] if damage else list(self.tiff.series)
             except Exception as exc:
                 raise InputError(location, f"not a readable TIFF: {describe(exc)}") from exc
             try:
@@ -42,6 +43,9 @@ class TiffSource(Source):
             except InputError:
                 self.tiff.close()
                 raise
+        if damage:
+            self.tiff.close()
+            raise InputError(location, damage)
         if warned.messages:
             # tifffile reads on past broken offsets and would describe a different image
             self.tiff.close()
