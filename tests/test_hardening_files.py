@@ -358,13 +358,14 @@ def test_sparse_zarr_over_the_scene_limit_is_refused(tmp_path: Path) -> None:
     assert "BIOISCC_MAX_SCENE_GB" in stderr and seconds < 30
 
 
-def test_sparse_zarr_hashes_as_its_fill_value(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [64, 8])
+def test_sparse_zarr_hashes_as_its_fill_value(chunk: int, tmp_path: Path) -> None:
     """Within the limits a store with missing chunks hashes as if they held the fill value (zeros)."""
-    sparse = ome_zarr(tmp_path / "sparse.ome.zarr", (8, 64, 64), (1, 64, 64))
+    sparse = ome_zarr(tmp_path / "sparse.ome.zarr", (8, 64, 64), (1, chunk, chunk))
     dense = ome_zarr(tmp_path / "dense.ome.zarr", (8, 64, 64), (8, 64, 64))
     pixels = np.zeros((8, 64, 64), np.uint8)
     pixels[3] = np.arange(64 * 64, dtype=np.uint64).reshape(64, 64) % 251
-    sparse[3] = pixels[3]  # one chunk of eight stored
+    sparse[3] = pixels[3]  # one plane of eight stored
     dense[:] = pixels
     codes = []
     for store in ("sparse", "dense"):
@@ -372,6 +373,31 @@ def test_sparse_zarr_hashes_as_its_fill_value(tmp_path: Path) -> None:
         assert invoke("hash", tmp_path / f"{store}.ome.zarr", out).exit_code == 0
         codes.append(json_lines(out.read_text())[0]["iscc_code"])
     assert codes[0] == codes[1]
+
+
+def test_missing_zarr_chunks_are_not_asked_of_zarr(tmp_path: Path) -> None:
+    """What the store holds is listed once; reads of missing chunks never reach zarr."""
+    from bioiscc.sources.sparse import SparseArray, sparse_view
+
+    array = ome_zarr(tmp_path / "sparse.ome.zarr", (4, 64, 64), (1, 16, 16))
+    array[1, :16, :16] = 9  # one chunk of 64 stored
+    view = sparse_view(array)
+    assert isinstance(view, SparseArray) and len(view.stored) == 1
+
+    class Refusing:
+        def __getattr__(self, name: str) -> object:
+            return getattr(array, name)
+
+        def __getitem__(self, selection: object) -> object:
+            raise AssertionError(f"zarr asked for {selection}")
+
+    view.array = Refusing()
+    assert not view[0, :, :].any() and view[2:4, 10:40, :].shape == (2, 30, 64)
+    with pytest.raises(AssertionError):
+        view[1, :16, :]  # a stored chunk: read through zarr
+    dense = ome_zarr(tmp_path / "dense.ome.zarr", (2, 8, 8), (1, 8, 8))
+    dense[:] = 1
+    assert sparse_view(dense) is dense
 
 
 # --- decompression bombs -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..errors import InputError, MissingPluginError, SceneError, describe
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 from .arrays import ChunkedArrayScene, split_axes
 from .integrity import bound_chunks, guard_zarr_codecs
+from .sparse import sparse_view
 
 ZARR_MARKERS = (".zgroup", ".zattrs", "zarr.json", ".zarray")
 DEFAULT_AXES = ("t", "c", "z", "y", "x")  # NGFF 0.1/0.2 had no axes metadata
@@ -147,7 +148,7 @@ class OmeZarrSource(Source):
     def open_scene(self, info: SceneInfo) -> SceneReader:
         array, axes = self._level0(self.refs[info.index])
         blocks = getattr(array, "shards", None) or array.chunks
-        return ChunkedArrayScene(info, array, axes, chunks=blocks)
+        return ChunkedArrayScene(info, sparse_view(array), axes, chunks=blocks)
 
 
 def _axis_names(axes: Any, ndim: int) -> list[str]:
