@@ -1,26 +1,34 @@
-"""Structural completeness of vendor files, checked when a file is opened (no pixels are read).
+"""Hostile file contents found before pixels are read: cut files, lying headers, bombs.
 
 A file cut short (a copy that stopped, a full disk) often keeps its header and index, so a reader
 lists its images as if nothing were missing and fails, or returns zeros, only when the pixels are
 read. These checks compare what a file's index promises with the file's size, so that `walk`,
 `thumb` and `scenes` reject what `hash` would reject, at the cost of reading the index:
 
-- **CZI**: every level-0 subblock of the subblock directory lies inside the file. libCZI reads the
-  directory but neither aicspylibczi nor pylibCZIrw shows where a subblock lies, so the ZISRAW file
-  header and directory are read here (`czi_damage`). Only the last subblock before the end of the
-  file can be cut in the middle; its segment header is read to learn its length.
+- **CZI**: the segments libCZI reads at open (subblock directory, metadata, attachment directory)
+  and every level-0 subblock lie inside the file. libCZI reads the directory but neither
+  aicspylibczi nor pylibCZIrw shows where a subblock lies, so the ZISRAW file header and directory
+  are read here (`czi_damage`; 100,000 entries in 0.6 s). Only the last subblock that starts inside
+  the file can be cut in the middle: its segment header alone is read (one header per subblock
+  would be a random read per subblock on a slide scan's disk).
 - **ND2**: every image frame of nd2's chunk map lies inside the file (nd2 returns zeros for a frame
   past the end of the file, without a word).
-- **TIFF, LIF, DV**: their sources check strips and tiles, memory blocks and the plane bytes the
-  header promises (`tiff._check_complete`, `lif._check_complete`, `dv.DvSource`).
+- **TIFF**: strips and tiles past the end (`tiff._check_complete`), strips that cannot hold the
+  pixels the page declares (`tiff_page_damage`), OME metadata that declares more planes than the
+  file has images (`ome_tiff_damage`, before tifffile lists the missing ones). **LIF, DV**: memory
+  blocks and plane bytes past the end (`lif._check_complete`, `dv.DvSource`).
 - **OME-Zarr**: a chunk that is missing is the fill value (the format says so); a chunk that is there
   but cut or corrupt fails when it is decoded (`hash`, `thumb`): finding it earlier would mean
-  decoding every chunk.
+  decoding every chunk. A chunk that inflates beyond its size fails as it is decoded, with memory
+  held to the chunk's size (`guard_zarr_codecs`).
+- **Limits** (`over_limits`): a plane or a scene larger than a walk may read is refused in every
+  command alike, before a reader allocates it.
 
 Damage inside a file whose index and size agree (overwritten bytes, a broken compressed stream) is
 found when the pixels are decoded, by `hash`.
 
-Errors say "truncated: …" and the cause; the file is named by the message they are part of.
+Errors say "truncated: …", "corrupt: …" or "too large: …" and the cause; the file is named by the
+message they are part of.
 """
 
 from __future__ import annotations
