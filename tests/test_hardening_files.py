@@ -443,6 +443,32 @@ def test_tiff_tile_bomb_fails_in_bounded_memory(compression: str, tmp_path: Path
     assert not (tmp_path / "out.json").exists()
 
 
+def test_czi_zstd_subblock_bomb_fails_in_bounded_memory(tmp_path: Path) -> None:
+    """libCZI inflated a zstd subblock whole, as large as its frame said, and the hash said ok."""
+    pyczi = pytest.importorskip("pylibCZIrw.czi")
+    path = tmp_path / "bomb.czi"
+    with pyczi.create_czi(str(path), exist_ok=True, compression_options="zstd0:ExplicitLevel=1") as czi:
+        for z in range(2):
+            czi.write(data=np.full((256, 256, 1), z, np.uint16), plane={"T": 0, "Z": z, "C": 0}, scene=0)
+    data = bytearray(path.read_bytes())
+    first = data.index(b"ZISRAWSUBBLOCK")  # subblock 0: its sizes, then its 256-byte head, metadata
+    metadata, _, _ = integrity.SUBBLOCK_SIZES.unpack_from(data, first + integrity.SEGMENT.size)
+    head = bytearray(data[first : first + integrity.SEGMENT.size + integrity.SUBBLOCK_HEAD + metadata])
+    bomb = zstd_bomb()
+    integrity.SUBBLOCK_SIZES.pack_into(head, integrity.SEGMENT.size, metadata, 0, len(bomb))
+    length = len(head) - integrity.SEGMENT.size + len(bomb)
+    struct.pack_into("<qq", head, 16, length, length)
+    struct.pack_into("<q", data, czi_entry_positions(bytes(data))[0], len(data))  # a copy at the end
+    path.write_bytes(bytes(data + head + bomb))
+    code, stderr, peak_mb, _ = peak_run(tmp_path, "hash", str(path), "-o", str(tmp_path / "out.json"))
+    assert code == 1 and len(stderr.splitlines()) == 1, stderr
+    assert (
+        f"{path}: scene 0: corrupt: subblock 0 inflates to {BOMB_BYTES} bytes, more than its 131072" in stderr
+    )
+    assert peak_mb < BOUNDED_MB, peak_mb
+    assert not (tmp_path / "out.json").exists()
+
+
 ZARR_BOMBS: dict[str, tuple[int, str, Callable[[], bytes]]] = {
     "v2 zlib": (2, "zlib", zlib_bomb),
     "v2 gzip": (2, "gzip", lambda: zlib_bomb(gzip=True)),

@@ -212,6 +212,7 @@ class CziPlaneScene:
         self.info = info
         self.czi = file.czi
         self.lock: threading.Lock = file.lock
+        self.inflation = file.inflation
         self.layout = layout
         self.bgr = bgr
         self.extra_dims = list(info.extra_dims)
@@ -224,6 +225,7 @@ class CziPlaneScene:
         position = plane_position(t, c, z, self.extra_dims, extra)
         plane = {d: self.layout.starts[d] + position[d] for d in self.layout.plane_dims}
         try:
+            self.inflation.check(plane, self.layout.czi_scene if self.has_scenes else None)
             with self.lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, dims = self.czi.read_image(S=self.layout.czi_scene, **plane)

@@ -79,6 +79,18 @@ def czi_damage(location: str, path: Path) -> dict[int, str]:
         return {}  # not a ZISRAW file: libCZI says why
 
 
+def czi_subblocks(path: Path) -> list[Subblock]:
+    """The level-0 subblocks of a CZI's directory ([] when it cannot be read: libCZI says why)."""
+    try:
+        with path.open("rb") as handle:
+            header = _read(handle, 0, FILE_HEADER_POSITIONS_AT + FILE_HEADER_POSITIONS.size)
+            directory = FILE_HEADER_POSITIONS.unpack_from(header, FILE_HEADER_POSITIONS_AT)[0]
+            _, allocated, used = SEGMENT.unpack(_read(handle, directory, SEGMENT.size))
+            return _level0_entries(_read(handle, directory + SEGMENT.size, used or allocated))
+    except (OSError, struct.error, ValueError):
+        return []
+
+
 def czi_scene_damage(damage: Mapping[int, str], czi_scene: int) -> str | None:
     """The damage that spoils the scene with libCZI S index `czi_scene`, if any."""
     return damage.get(czi_scene) or damage.get(ALL_SCENES)
@@ -116,6 +128,8 @@ class Subblock(NamedTuple):
     number: int
     position: int
     dims: dict[str, tuple[int, int, int]]
+    compression: int = 0
+    pixel_type: int = 0
 
 
 def _level0_entries(data: bytes) -> list[Subblock]:
@@ -124,7 +138,7 @@ def _level0_entries(data: bytes) -> list[Subblock]:
     found = []
     at = DIRECTORY_HEAD.size
     for number in range(count):
-        schema, _, position, part, _, _, ndims = ENTRY.unpack_from(data, at)
+        schema, pixel_type, position, part, compression, _, ndims = ENTRY.unpack_from(data, at)
         start = at + ENTRY.size
         at = start + ndims * DIMENSION.size
         dims = {
@@ -132,7 +146,7 @@ def _level0_entries(data: bytes) -> list[Subblock]:
             for name, first, extent, _, stored in DIMENSION.iter_unpack(data[start:at])
         }
         if schema == b"DV" and part == 0 and not _is_pyramid(dims):
-            found.append(Subblock(number, position, dims))
+            found.append(Subblock(number, position, dims, compression, pixel_type))
     return found
 
 
@@ -166,6 +180,98 @@ def _read(handle: Any, offset: int, length: int) -> bytes:
     if len(data) != length:
         raise ValueError("short read")
     return data
+
+
+#: bytes per pixel of the CZI pixel types (libCZI's PixelType numbers)
+CZI_PIXEL_BYTES = {0: 1, 1: 2, 2: 4, 3: 3, 4: 6, 8: 12, 9: 4, 10: 8, 11: 24, 12: 4, 13: 8}
+#: CZI compressions whose data is a Zstandard frame: zstd0 (the frame), zstd1 (a header, then it)
+CZI_ZSTD = {5: 0, 6: 1}
+#: a subblock's data starts after the segment header, 16 bytes of sizes and at least 256 bytes
+SUBBLOCK_SIZES = struct.Struct("<iiq")
+SUBBLOCK_HEAD = 256
+
+
+class CziInflation:
+    """Refuses a plane whose Zstandard-compressed subblocks declare more bytes than their pixels.
+
+    libCZI inflates a subblock's Zstandard frame whole, as large as the frame says, before it looks
+    at the plane's size: a few kilobytes can claim gigabytes. The frame header states its content
+    size; it is read (a few bytes per subblock) before libCZI reads the plane.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zstd: list[Subblock] | None = None  # read with the first plane: walks never need it
+        #: the subblocks by the start of each plane dimension, for the dimensions planes are asked by
+        self.by_plane: dict[tuple[str, ...], dict[tuple[int, ...], list[Subblock]]] = {}
+        self.checked: set[int] = set()
+
+    def check(self, plane: Mapping[str, int], scene: int | None) -> None:
+        """Raise ValueError ("corrupt: …") when a subblock of this plane inflates beyond its pixels."""
+        if self.zstd is None:
+            self.zstd = [b for b in czi_subblocks(self.path) if b.compression in CZI_ZSTD]
+        if not self.zstd:
+            return
+        names = tuple(sorted(plane))
+        index = self.by_plane.get(names)
+        if index is None:
+            index = self.by_plane[names] = {}
+            for subblock in self.zstd:
+                key = tuple(subblock.dims.get(d, (0, 1, 1))[0] for d in names)  # absent: 0
+                index.setdefault(key, []).append(subblock)
+        candidates = index.get(tuple(plane[d] for d in names), [])
+        wanted = [b for b in candidates if b.number not in self.checked and _holds(b, plane, scene)]
+        if not wanted:
+            return
+        with self.path.open("rb") as handle:
+            for subblock in wanted:
+                declared, pixels = _czi_zstd_sizes(handle, subblock)
+                if declared is not None and declared > pixels:
+                    raise ValueError(
+                        f"corrupt: subblock {subblock.number} inflates to {declared} bytes, more than "
+                        f"its {pixels} bytes of pixels"
+                    )
+                self.checked.add(subblock.number)
+
+
+def _holds(subblock: Subblock, plane: Mapping[str, int], scene: int | None) -> bool:
+    """Whether a subblock holds pixels of the plane at these libCZI coordinates."""
+    coordinates = dict(plane) if scene is None else {**plane, "S": scene}
+    for dim, index in coordinates.items():
+        found = subblock.dims.get(dim)
+        if found is not None and not found[0] <= index < found[0] + max(1, found[1]):
+            return False
+    return True
+
+
+def _czi_zstd_sizes(handle: Any, subblock: Subblock) -> tuple[int | None, int]:
+    """(content size its Zstandard frame declares or None, bytes of its stored pixels)."""
+    x, y = subblock.dims.get("X", (0, 1, 1))[2], subblock.dims.get("Y", (0, 1, 1))[2]
+    pixels = x * y * CZI_PIXEL_BYTES.get(subblock.pixel_type, 24)
+    entry_bytes = ENTRY.size + len(subblock.dims) * DIMENSION.size
+    try:
+        metadata, _, _ = SUBBLOCK_SIZES.unpack(_read(handle, subblock.position + SEGMENT.size, 16))
+        start = subblock.position + SEGMENT.size + max(SUBBLOCK_HEAD, 16 + entry_bytes) + metadata
+        head = _read(handle, start, 32)
+    except (OSError, ValueError, struct.error):
+        return None, pixels  # libCZI says what is wrong
+    if CZI_ZSTD[subblock.compression] == 1:  # zstd1: a header of head[0] bytes precedes the frame
+        head = head[head[0] :] if 0 < head[0] < len(head) else head[1:]
+    return zstd_content_size(head), pixels
+
+
+def zstd_content_size(frame: bytes) -> int | None:
+    """The content size a Zstandard frame header declares (RFC 8878, 3.1.1.1), or None."""
+    if len(frame) < 6 or frame[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = frame[4]
+    single_segment = bool(descriptor & 0x20)
+    size_bytes = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    if size_bytes == 0 or len(frame) < at + size_bytes:
+        return None
+    size = int.from_bytes(frame[at : at + size_bytes], "little")
+    return size + 256 if size_bytes == 2 else size
 
 
 # --- ND2 -----------------------------------------------------------------------------------------
