@@ -469,6 +469,43 @@ def test_czi_zstd_subblock_bomb_fails_in_bounded_memory(tmp_path: Path) -> None:
     assert not (tmp_path / "out.json").exists()
 
 
+def lossless_nd2(path: Path) -> tuple[Path, dict[int, int]]:
+    """The bundled ND2 with its frames stored zlib-compressed ("lossless"), and its frame offsets."""
+    import nd2
+
+    source = BUNDLED / "nd2" / "example-zstack.nd2"
+    data = bytearray(source.read_bytes())
+    flag = "eCompression".encode("utf-16-le") + bytes(2)  # 2: none, 0: lossless
+    struct.pack_into("<I", data, data.index(flag) + len(flag), 0)
+    with nd2.ND2File(source) as stored:
+        offsets = dict(stored._rdr._frame_offsets)
+        for frame, offset in offsets.items():
+            packed = zlib.compress(np.asarray(stored.read_frame(frame)).tobytes())
+            data[offset : offset + len(packed)] = packed
+    path.write_bytes(bytes(data))
+    return path, offsets
+
+
+def test_nd2_frame_bomb_is_an_error(tmp_path: Path) -> None:
+    """nd2 inflated a compressed frame whole and kept its first bytes: the hash said ok."""
+    path, offsets = lossless_nd2(tmp_path / "lossless.nd2")
+    plain = invoke("hash", BUNDLED / "nd2" / "example-zstack.nd2", tmp_path / "plain.jsonl")
+    packed = invoke("hash", path, tmp_path / "packed.jsonl")
+    assert plain.exit_code == packed.exit_code == 0, packed.stderr
+    codes = [json_lines((tmp_path / f"{n}.jsonl").read_text())[0]["iscc_code"] for n in ("plain", "packed")]
+    assert codes[0] == codes[1]  # the capped inflation reads the same pixels
+    data = bytearray(path.read_bytes())
+    bomb = zlib.compress(bytes(30 << 20), 9)  # fits the frame's 32 KiB chunk, inflates to 30 MiB
+    data[offsets[4] : offsets[4] + len(bomb)] = bomb
+    path.write_bytes(bytes(data))
+    out = tmp_path / "bomb.jsonl"
+    result = invoke("hash", path, out)
+    assert result.exit_code == 1 and not out.exists(), result.stderr
+    assert result.stderr.splitlines() == [
+        f"bioiscc: error: {path}: scene 0: frame 4: corrupt: frame 4 does not inflate to its 32768 bytes"
+    ]
+
+
 ZARR_BOMBS: dict[str, tuple[int, str, Callable[[], bytes]]] = {
     "v2 zlib": (2, "zlib", zlib_bomb),
     "v2 gzip": (2, "gzip", lambda: zlib_bomb(gzip=True)),

@@ -34,6 +34,7 @@ message they are part of.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -468,8 +469,6 @@ def guard_zarr_codecs() -> None:
 
 def bound_chunks(array: Any) -> None:
     """Tell a Zarr v2 array's compressor the size of its chunks (all the same size in v2)."""
-    import math
-
     import numpy as np
 
     metadata = getattr(array, "metadata", None)
@@ -489,8 +488,6 @@ def _bounded_v2(base: Any) -> type:
 
 
 def _bounded_v3(base: Any) -> type:
-    import math
-
     from zarr.core.buffer.cpu import as_numpy_array_wrapper
 
     def _decode_sync(self: Any, chunk_bytes: Any, chunk_spec: Any) -> Any:
@@ -514,3 +511,30 @@ def _numcodec_of(codec: Any) -> Any:
         if hasattr(type(codec), attribute):
             return getattr(codec, attribute)
     raise TypeError(f"no numcodecs codec behind {type(codec).__name__}")
+
+
+def nd2_read_frame(nd2file: Any, index: int) -> Any:
+    """Frame `index` of an open `nd2.ND2File`; a losslessly compressed frame inflated with a cap.
+
+    nd2 inflates a compressed frame whole with `zlib.decompress` and keeps the frame's first bytes:
+    a frame's chunk of a few megabytes may inflate a thousandfold, and one that inflates beyond its
+    frame was read as if nothing were wrong. Here it inflates to the frame's size at most, and a
+    stream that does not end there is "corrupt: …".
+    """
+    import zlib
+
+    import numpy as np
+
+    reader = nd2file._rdr
+    if nd2file.attributes.compressionType != "lossless" or not hasattr(reader, "_load_chunk"):
+        return nd2file.read_frame(index)
+    if index not in reader._frame_offsets:
+        return nd2file.read_frame(index)  # not stored: nd2's zeros
+    shape, dtype = reader._actual_frame_shape(), reader._dtype()
+    expected = math.prod(shape) * dtype.itemsize
+    chunk = reader._load_chunk(ND2_FRAME_CHUNK + str(index).encode() + b"!")
+    inflater = zlib.decompressobj()
+    pixels = inflater.decompress(bytes(chunk[ND2_FRAME_STAMP:]), expected + 1)
+    if len(pixels) != expected or inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError(f"corrupt: frame {index} does not inflate to its {expected} bytes")
+    return np.ndarray(shape=shape, dtype=dtype, buffer=pixels, strides=reader._strides)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError, SceneError, describe, import_reader
 from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims, plane_position
-from .integrity import nd2_damage
+from .integrity import nd2_damage, nd2_read_frame
 
 POSITION = "P"
 #: dimensions inside a frame (nd2's frame coordinates): channel, rows, columns, RGB samples
@@ -221,7 +221,7 @@ class Nd2Scene:
         try:
             with self.lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                frame = np.asarray(self.nd2.read_frame(index))
+                frame = np.asarray(nd2_read_frame(self.nd2, index))  # compressed: inflated with a cap
         except Exception as exc:
             raise SceneError(f"frame {index}: {describe(exc)}") from exc
         self.decoded_bytes += frame.nbytes
