@@ -542,7 +542,7 @@ def test_zarr_chunk_bomb_fails_in_bounded_memory(case: str, tmp_path: Path) -> N
     chunk.write_bytes(bomb())
     code, stderr, peak_mb, _ = peak_run(tmp_path, "hash", str(store), "-o", str(tmp_path / "out.json"))
     assert code == 1 and len(stderr.splitlines()) == 1, stderr
-    assert f"corrupt: a {codec} chunk inflates beyond the chunk's 65536 bytes" in stderr
+    assert f"corrupt: a {codec} chunk " in stderr and "the chunk's 65536 bytes" in stderr
     assert peak_mb < BOUNDED_MB, peak_mb
     assert not (tmp_path / "out.json").exists()
 

@@ -432,6 +432,11 @@ def inflate_bounded(codec: Any, data: Any, expected: int) -> Any:
         if len(out) > expected or inflater.unconsumed_tail:
             raise ChunkBombError(f"corrupt: a {codec_id} chunk inflates beyond the chunk's {expected} bytes")
         return out
+    declared = _declared_size(codec_id, np.ascontiguousarray(data).reshape(-1).view(np.uint8)[:32].tobytes())
+    if declared is not None and declared != expected:
+        raise ChunkBombError(
+            f"corrupt: a {codec_id} chunk declares {declared} bytes, not the chunk's {expected} bytes"
+        )
     try:
         return codec.decode(data, out=np.empty(expected, dtype=np.uint8))
     except ValueError as exc:
@@ -440,6 +445,17 @@ def inflate_bounded(codec: Any, data: Any, expected: int) -> Any:
                 f"corrupt: a {codec_id} chunk inflates beyond the chunk's {expected} bytes"
             ) from exc
         raise
+
+
+def _declared_size(codec_id: str, head: bytes) -> int | None:
+    """The decoded size a compressed chunk's header states (Zstandard, Blosc, numcodecs' LZ4)."""
+    if codec_id == "zstd":
+        return zstd_content_size(head)
+    if codec_id == "blosc" and len(head) >= 8:
+        return int.from_bytes(head[4:8], "little")
+    if codec_id == "lz4" and len(head) >= 4:
+        return int.from_bytes(head[:4], "little")
+    return None
 
 
 def guard_zarr_codecs() -> None:
