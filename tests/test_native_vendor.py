@@ -448,8 +448,8 @@ def test_truncated_czi_fails_in_one_line(keep: float, tmp_path: Path) -> None:
     data = whole.read_bytes()
     path = tmp_path / "truncated.czi"
     path.write_bytes(data[: int(len(data) * keep)])
-    # pylibCZIrw writes the subblock directory last: libCZI cannot open the file at all
-    assert_one_line_failure(path, "not a readable CZI file")
+    # pylibCZIrw writes the subblock directory last: it (or the metadata) lies beyond the end
+    assert_one_line_failure(path, "truncated: the ")
 
 
 @pytest.mark.parametrize("keep", [0.001, 0.1, 0.5, 0.9, 0.999])

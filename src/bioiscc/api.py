@@ -58,8 +58,10 @@ def source_kind_of(src: Source) -> str:
 
 
 def _list_scenes(src: Source) -> list[SceneInfo]:
+    from .sources.integrity import over_limits
+
     try:
-        return src.scenes()
+        return [over_limits(info) for info in src.scenes()]
     except BioisccError:
         raise
     except Exception as exc:

@@ -675,7 +675,8 @@ def thumb(source: str, output_dir: str, force: bool, source_kind: str, reader: s
         write_png(made[0][1], target)
         click.echo(str(target))
 
-    _conclude(shown(source), [], 1, False, write)
+    # scenes the walk found unreadable are named (exit 3), as `hash` names them
+    _conclude(shown(source), failures, len(failures) + 1, False, write)
 
 
 def _first_thumbnail(src: Source, infos: list[SceneInfo]) -> tuple[list[Any], Failures, int]:
@@ -694,6 +695,8 @@ def _thumbnails(
         if not info.ok:
             failures.append((info.index, str(info.error)))
             continue
+        if first_only and made:
+            continue  # the thumbnail is made; the rest are only checked as the walk does
         try:
             made.append((info.index, scene_thumbnail(src, info)))
         except (KeyboardInterrupt, MemoryError):
@@ -701,6 +704,4 @@ def _thumbnails(
         except Exception as exc:
             failures.append((info.index, describe_scene_error(exc)))
             continue
-        if first_only:
-            break
     return made, failures, len(infos)

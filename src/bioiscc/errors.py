@@ -8,6 +8,7 @@ line and exit 1 without a traceback.
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 
 
@@ -53,8 +54,30 @@ def one_line(text: str, limit: int = 300) -> str:
     return folded if len(folded) <= limit else folded[: limit - 1] + "…"
 
 
+#: libCZI's words for a read past the end of the file
+LIBCZI_SHORT_READ = re.compile(
+    r"Not enough data read at offset (\d+) -> requested: (\d+) bytes, actually got (\d+) bytes"
+)
+
+#: causes bioiscc words itself
+WORDED = ("truncated: ", "corrupt: ", "too large: ")
+#: decoders' words for compressed data that inflates beyond the buffer the header's sizes make
+INFLATES_TOO_FAR = ("INSUFFICIENT_SPACE", "Destination buffer is too small", "buffer too small")
+
+
 def describe(exc: BaseException) -> str:
     """A one-line cause for an exception raised by a reader library."""
     text = one_line(str(exc))
+    short_read = LIBCZI_SHORT_READ.search(text)
+    if short_read:
+        offset, wanted, got = (int(n) for n in short_read.groups())
+        return (
+            f"truncated: the file ends at byte {offset + got}, inside data that reaches byte "
+            f"{offset + wanted} (libCZI read {got} of {wanted} bytes at byte {offset})"
+        )
     name = type(exc).__name__
+    if text.startswith(WORDED):  # bioiscc's own words, raised from inside a reader library's call
+        return text
+    if any(words in text for words in INFLATES_TOO_FAR):
+        return f"corrupt: compressed data inflates beyond the size its header declares ({name}: {text})"
     return f"{name}: {text}" if text else name

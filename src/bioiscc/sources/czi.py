@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import InputError, SceneError, describe, import_reader
 from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims, plane_position
 from .czi_pixels import PIXEL_TYPES, names_bgr, to_rgb
+from .integrity import czi_damage, czi_scene_damage
 
 if TYPE_CHECKING:
     from .czi_mosaic import CziFile, CziMosaic
@@ -62,6 +63,7 @@ class CziSource(Source):
         self.location = location
         self.path = path
         self._version = str(getattr(aicspylibczi, "__version__", "?"))
+        self.damage = czi_damage(location, path)  # a truncated file: before libCZI's own words
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -92,6 +94,8 @@ class CziSource(Source):
             layout, mosaic = self._layout(index)
         except Exception as exc:
             return SceneInfo(index=index, name=name, error=describe(exc))
+        if damage := czi_scene_damage(self.damage, layout.czi_scene):
+            return SceneInfo(index=index, name=name, error=damage)
         sizes = mosaic.sizes if mosaic is not None else layout.sizes
         return SceneInfo(
             index=index,
@@ -208,6 +212,7 @@ class CziPlaneScene:
         self.info = info
         self.czi = file.czi
         self.lock: threading.Lock = file.lock
+        self.inflation = file.inflation
         self.layout = layout
         self.bgr = bgr
         self.extra_dims = list(info.extra_dims)
@@ -220,6 +225,7 @@ class CziPlaneScene:
         position = plane_position(t, c, z, self.extra_dims, extra)
         plane = {d: self.layout.starts[d] + position[d] for d in self.layout.plane_dims}
         try:
+            self.inflation.check(plane, self.layout.czi_scene if self.has_scenes else None)
             with self.lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, dims = self.czi.read_image(S=self.layout.czi_scene, **plane)

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import SceneError, describe
 from ..scene import SceneInfo, plane_position
 from .czi_pixels import to_rgb
+from .integrity import CziInflation
 
 #: CZI dimensions that are not plane indices: mosaic tile, pixels, samples (A), scene, block
 NOT_PLANE_DIMS = ("M", "Y", "X", "S", "A", "B")
@@ -53,6 +54,7 @@ class CziFile:
 
         self.czi = aicspylibczi.CziFile(path)
         self.lock = threading.Lock()
+        self.inflation = CziInflation(path)  # checked before libCZI inflates a plane's subblocks
 
     def scene(self, scene_index: int, reader_dims: str, reader_shape: tuple[int, ...]) -> CziMosaic:
         """The mosaic scene at `scene_index` in the bioio reader's scene list, whose dims (with M and
@@ -103,6 +105,7 @@ class CziMosaic:
     def read(self, plane: Mapping[str, int], y0: int, y1: int) -> np.ndarray:
         """Rows y0..y1 (y1 > y0) of a stitched plane as (rows, X, S), samples as stored."""
         region = (self.x, self.y + y0, self.width, y1 - y0)
+        self.file.inflation.check(plane, None)  # libCZI composes the tiles of every scene
         with self.file.lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = self.file.czi.read_mosaic(region=region, scale_factor=1.0, **plane)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import InputError, SceneError, describe, import_reader
 from ..scene import STANDARD_DIMS, SceneInfo, SceneReader, Source, make_dims, plane_position
+from .integrity import nd2_damage, nd2_read_frame
 
 POSITION = "P"
 #: dimensions inside a frame (nd2's frame coordinates): channel, rows, columns, RGB samples
@@ -62,9 +63,13 @@ class Nd2Source(Source):
                 self.nd2: Any = nd2.ND2File(handle)
                 self.layout = FrameLayout.of(self.nd2)
                 self.names = position_names(self.nd2.experiment)
+                damage = nd2_damage(self.nd2, path.stat().st_size)
         except Exception as exc:
             handle.close()
             raise InputError(location, f"not a readable ND2 file: {describe(exc)}") from exc
+        if damage:  # nd2 would read the frames past the end of the file as zeros
+            self.nd2.close()
+            raise InputError(location, damage)
         self._closed = False
 
     @property
@@ -216,7 +221,7 @@ class Nd2Scene:
         try:
             with self.lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                frame = np.asarray(self.nd2.read_frame(index))
+                frame = np.asarray(nd2_read_frame(self.nd2, index))  # compressed: inflated with a cap
         except Exception as exc:
             raise SceneError(f"frame {index}: {describe(exc)}") from exc
         self.decoded_bytes += frame.nbytes

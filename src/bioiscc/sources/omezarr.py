@@ -17,6 +17,8 @@ from typing import Any
 from ..errors import InputError, MissingPluginError, SceneError, describe
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 from .arrays import ChunkedArrayScene, split_axes
+from .integrity import bound_chunks, guard_zarr_codecs
+from .sparse import sparse_view
 
 ZARR_MARKERS = (".zgroup", ".zattrs", "zarr.json", ".zarray")
 DEFAULT_AXES = ("t", "c", "z", "y", "x")  # NGFF 0.1/0.2 had no axes metadata
@@ -53,6 +55,7 @@ class OmeZarrSource(Source):
         self.path = path
         self._zarr = zarr
         self._version = _package_version("zarr")
+        guard_zarr_codecs()  # a chunk that inflates beyond its size fails, not memory
         self.root = self._open_group("")
         self.refs = self._find_images()
 
@@ -139,12 +142,13 @@ class OmeZarrSource(Source):
             array = group[path]
         except Exception as exc:
             raise SceneError(f"level-0 array {path!r} cannot be opened: {describe(exc)}") from exc
+        bound_chunks(array)
         return array, _axis_names(first.get("axes"), len(array.shape))
 
     def open_scene(self, info: SceneInfo) -> SceneReader:
         array, axes = self._level0(self.refs[info.index])
         blocks = getattr(array, "shards", None) or array.chunks
-        return ChunkedArrayScene(info, array, axes, chunks=blocks)
+        return ChunkedArrayScene(info, sparse_view(array), axes, chunks=blocks)
 
 
 def _axis_names(axes: Any, ndim: int) -> list[str]:

@@ -18,6 +18,7 @@ from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from . import tiff_format
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
+from .integrity import ome_tiff_damage, tiff_page_damage
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -34,7 +35,8 @@ class TiffSource(Source):
         with _TiffWarnings() as warned:
             try:
                 self.tiff = tifffile.TiffFile(path)
-                self.series = list(self.tiff.series)
+                damage = ome_tiff_damage(self.tiff)  # before tifffile lists the planes it lacks
+                self.series = [] if damage else list(self.tiff.series)
             except Exception as exc:
                 raise InputError(location, f"not a readable TIFF: {describe(exc)}") from exc
             try:
@@ -42,6 +44,9 @@ class TiffSource(Source):
             except InputError:
                 self.tiff.close()
                 raise
+        if damage:
+            self.tiff.close()
+            raise InputError(location, damage)
         if warned.messages:
             # tifffile reads on past broken offsets and would describe a different image
             self.tiff.close()
@@ -125,6 +130,8 @@ def _check_complete(location: str, tiff: Any, size: int) -> None:
                     f"truncated TIFF: image data of page {page.index} ends at byte {offset + count}, "
                     f"the file has {size}",
                 )
+        if damage := tiff_page_damage(page):
+            raise InputError(location, damage)
 
 
 def _one_plane_per_page(series: Any) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..scene import SceneInfo, Source
 from ..sources.arrays import slice_rows
+from ..sources.integrity import bound_chunks
 from .extract import bin_stored_plane
 from .normalize import composite, stretch_of, to_uint8
 from .reduce import Grid, bin_plane
@@ -109,6 +110,7 @@ def _zarr_levels(src: Any, info: SceneInfo) -> list[tuple[Any, list[str]]]:
     levels = []
     for dataset in multiscales["datasets"][1:]:
         array = group[str(dataset["path"])]
+        bound_chunks(array)  # its chunks inflate to their size at most
         if len(array.shape) == len(axes):
             levels.append((array, axes))
     return levels
