@@ -168,7 +168,7 @@ def test_czi_with_one_cut_scene_fails_that_scene_alone(tmp_path: Path) -> None:
         "failed",
     ]
     assert outputs(tmp_path / "thumb" / "thumbs") == ["two-scenes.czi.thumb.png"]
-    assert outputs(tmp_path / "scenes" / "thumbs") == ["two-scenes.scene_000.thumb.png"]
+    assert outputs(tmp_path / "scenes" / "thumbs") == ["two-scenes.czi.scene_000.thumb.png"]
 
 
 def write_czi(path: Path, planes: int) -> Path:
