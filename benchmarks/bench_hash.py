@@ -184,7 +184,12 @@ def write_ome_zarr(path: Path, data: Any) -> None:
     axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
     scale = [{"type": "scale", "scale": [1.0] * 5}]
     root.attrs["multiscales"] = [
-        {"version": "0.4", "name": "bench", "axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+        {
+            "version": "0.4",
+            "name": "bench",
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": scale}],
+        }
     ]
 
 
@@ -217,7 +222,9 @@ def largest_sample(folder: str) -> Path | None:
     root = SAMPLES / folder
     if not root.is_dir():
         return None
-    for path in sorted((p for p in root.iterdir() if not p.name.startswith(".")), key=input_size, reverse=True):
+    for path in sorted(
+        (p for p in root.iterdir() if not p.name.startswith(".")), key=input_size, reverse=True
+    ):
         done = subprocess.run(bioiscc_hash(path), capture_output=True)
         if done.returncode == 0:
             return path
@@ -250,7 +257,11 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
     """Run a whole command from the launcher: wall time, peak RSS, bytes read, stdout."""
     program = shutil.which(cmd[0]) or cmd[0]
-    with tempfile.NamedTemporaryFile() as measured, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.NamedTemporaryFile() as measured,
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+    ):
         start = time.perf_counter()
         process = subprocess.run(
             [sys.executable, "-c", MEASURE, measured.name, program, *cmd[1:]],
@@ -310,7 +321,10 @@ def judge(row: Row, compressed: bool, max_mb: int, reference: tuple[str, str] | 
         return
     limit = TARGET_RATIO[compressed]
     row.target = f"<= {limit}x, <= {max_mb} MB, ampl. <= {MAX_AMPLIFICATION}"
-    for name, baseline in (("iscc-sum on the file", row.base_runs), ("iscc-sum on the raw pixels", row.raw_runs)):
+    for name, baseline in (
+        ("iscc-sum on the file", row.base_runs),
+        ("iscc-sum on the raw pixels", row.raw_runs),
+    ):
         ratio = row.ratio(baseline)
         if ratio > limit:
             row.misses.append(f"{ratio:.2f}x of {name}, target {limit}x ({ratio / limit - 1:.0%} over)")
@@ -343,7 +357,9 @@ def case_formats(cases: list[str], repeat: int, small: bool) -> tuple[list[Row],
         if name in SAMPLE_CASES:
             sample = largest_sample(name)
             if sample is None:
-                rows.append(Row(name, f"{name.upper()} sample", note=f"no readable sample in {SAMPLES / name}"))
+                rows.append(
+                    Row(name, f"{name.upper()} sample", note=f"no readable sample in {SAMPLES / name}")
+                )
                 continue
             size = input_size(sample) / MIB
             rows.append(Row(name, f"{name.upper()}, largest sample: {sample.name} ({size:.1f} MiB)", sample))
@@ -356,7 +372,9 @@ def case_formats(cases: list[str], repeat: int, small: bool) -> tuple[list[Row],
         elif row.runs:
             size = input_size(row.path) / MB if row.path else 0
             ours, theirs = size / median(row.runs), size / median(row.base_runs)
-            row.note = f"{ours:.1f} MB/s vs iscc-sum {theirs:.1f} MB/s (file bytes per second; start-up dominates)"
+            row.note = (
+                f"{ours:.1f} MB/s vs iscc-sum {theirs:.1f} MB/s (file bytes per second; start-up dominates)"
+            )
     identical = not any("CODE DIFFERS" in miss for row in rows for miss in row.misses)
     return rows, identical
 
@@ -471,7 +489,7 @@ def uptime() -> str:
 
 
 def report(rows: list[Row], command: str, repeat: int, uptimes: tuple[str, str]) -> str:
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     loads = [r.load for row in rows for r in row.runs + row.base_runs + row.raw_runs]
     mean_load = sum(loads) / len(loads) if loads else 0.0
     missed = [f"- {row.case}: {miss}" for row in rows for miss in row.misses]
