@@ -148,7 +148,7 @@ def make_data(folder: Path, shape: tuple[int, int, int, int]) -> dict[str, Path]
     folder.mkdir(parents=True, exist_ok=True)
     data = pixels(shape)
     print(f"writing {', '.join(missing)} to {folder}", file=sys.stderr)
-    writers: dict[str, Callable[[Path], None]] = {
+    writers: dict[str, Callable[[Path], object]] = {
         "tiff": lambda path: tifffile.imwrite(path, data, ome=True, metadata={"axes": "CZYX"}),
         "tiled": lambda path: tifffile.imwrite(
             path, data, ome=True, metadata={"axes": "CZYX"}, tile=(512, 512), compression="zstd"
@@ -183,7 +183,7 @@ def write_ome_zarr(path: Path, data: Any) -> None:
     axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
     axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
     scale = [{"type": "scale", "scale": [1.0] * 5}]
-    root.attrs["multiscales"] = [
+    multiscales: list[dict[str, Any]] = [
         {
             "version": "0.4",
             "name": "bench",
@@ -191,6 +191,7 @@ def write_ome_zarr(path: Path, data: Any) -> None:
             "datasets": [{"path": "0", "coordinateTransformations": scale}],
         }
     ]
+    root.attrs["multiscales"] = multiscales
 
 
 def write_czi(path: Path, data: Any, compression: str | None) -> None:
@@ -346,11 +347,11 @@ def read_amplification(row: Row, small_path: Path | None) -> float | None:
     return (read - overhead) / input_size(row.path)
 
 
-def case_formats(cases: list[str], repeat: int, small: bool) -> tuple[list[Row], bool]:
+def case_formats(cases: list[str], repeat: int, small: bool, data: Path) -> tuple[list[Row], bool]:
     """The synthetic cases and the ND2/LIF samples; whether every code equals its reference."""
     shape = SMALL_SHAPE if small else SHAPE
-    paths = make_data(DATA / ("small" if small else "full"), shape)
-    twins = make_data(DATA / "small", SMALL_SHAPE) if not small else None
+    paths = make_data(data / ("small" if small else "full"), shape)
+    twins = make_data(data / "small", SMALL_SHAPE) if not small else None
     reference = reference_code(pixels(shape))
     rows = [Row(name, SYNTHETIC[name][0], paths[name]) for name in cases if name in SYNTHETIC]
     for name in cases:
@@ -386,7 +387,7 @@ def case_workflow(tiff: Path, reference: tuple[str, str], repeat: int) -> list[R
     """`snakemake --cores 2` vs `--cores 1` over 8 copies of the OME-TIFF (ratio: 2 cores / 1)."""
     snakefile = REPO / "workflow" / "Snakefile"
     row = Row("workflow", "Snakemake, 8 x OME-TIFF: --cores 2 vs --cores 1", target=">= 1.7x speed-up")
-    inputs = DATA / "workflow-inputs"
+    inputs = tiff.parent.parent / "workflow-inputs"
     if not inputs.exists():
         inputs.mkdir(parents=True)
         for i in range(8):
@@ -394,7 +395,7 @@ def case_workflow(tiff: Path, reference: tuple[str, str], repeat: int) -> list[R
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     for _ in range(repeat):
         for cores, runs in (("2", row.runs), ("1", row.base_runs)):
-            with tempfile.TemporaryDirectory(dir=DATA) as work:
+            with tempfile.TemporaryDirectory(dir=inputs.parent) as work:
                 (Path(work) / "config").mkdir()
                 (Path(work) / "config" / "config.yaml").write_text(f"input_dir: {inputs}\n")
                 cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
@@ -464,8 +465,8 @@ def machine() -> str:
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    names = ("numpy", "tifffile", "zarr", "aicspylibczi", "pylibCZIrw", "nd2", "liffile", "iscc-sum")
-    versions = ", ".join(f"{name} {package_version(name)}" for name in names)
+    packages = ("numpy", "tifffile", "zarr", "aicspylibczi", "pylibCZIrw", "nd2", "liffile", "iscc-sum")
+    versions = ", ".join(f"{name} {package_version(name)}" for name in packages)
     return (
         f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}; {versions}"
@@ -517,6 +518,7 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated case names")
     parser.add_argument("--small", action="store_true", help="a 1 MiB image, one run: checks, not times")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file to write")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder for the generated images")
     args = parser.parse_args()
     repeat = 1 if args.small else args.repeat
     cases = args.cases.split(",")
@@ -524,8 +526,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     start = uptime()
-    rows, identical = case_formats([c for c in cases if c in DEFAULT_CASES], repeat, args.small)
-    paths = data_paths(DATA / ("small" if args.small else "full"))
+    rows, identical = case_formats([c for c in cases if c in DEFAULT_CASES], repeat, args.small, args.data)
+    paths = data_paths(args.data / ("small" if args.small else "full"))
     if "workflow" in cases:
         rows += case_workflow(paths["tiff"], reference_code(pixels(SMALL_SHAPE if args.small else SHAPE)), 2)
     if "isccbio" in cases:
