@@ -90,6 +90,7 @@ class Run:
     """One whole command: wall seconds, peak RSS in MB, bytes read (rchar) and its output."""
 
     seconds: float
+    cpu: float  # user + system seconds
     rss_mb: float
     read_bytes: int
     stdout: str
@@ -250,7 +251,7 @@ os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 with open(f"/proc/{pid}/io") as io:
     rchar = dict(line.split(": ") for line in io.read().splitlines())["rchar"]
 _, status, usage = os.wait4(pid, 0)
-open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {rchar}")
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {rchar} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -278,8 +279,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
         figures = Path(measured.name).read_text().split()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {process.returncode}: {stderr[-2000:]}")
-    rss_kb, rchar = (int(figures[0]), int(figures[1])) if len(figures) == 2 else (0, 0)
-    return Run(seconds, rss_kb / 1024, rchar, stdout, os.getloadavg()[0])
+    rss_kb, rchar, cpu = (int(figures[0]), int(figures[1]), float(figures[2])) if figures else (0, 0, 0.0)
+    return Run(seconds, cpu, rss_kb / 1024, rchar, stdout, os.getloadavg()[0])
 
 
 def bioiscc_hash(source: Path) -> list[str]:
@@ -436,11 +437,16 @@ def seconds(runs: list[Run]) -> str:
     return f"{median(runs):.2f} ({min(r.seconds for r in runs):.2f})" if runs else "-"
 
 
+def cpu_seconds(runs: list[Run]) -> float:
+    return statistics.median(r.cpu for r in runs)
+
+
 def table(rows: list[Row]) -> str:
     head = (
         "| case | bioiscc hash s, median (best) | iscc-sum on the file s | ratio | iscc-sum on the raw "
-        "pixels s | ratio | peak RSS MB (iscc-sum) | read ampl. | target | met | note |\n"
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n"
+        "pixels s | ratio | CPU s (iscc-sum on the file) | peak RSS MB (iscc-sum) | read ampl. | target "
+        "| met | note |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n"
     )
     lines = []
     for r in rows:
@@ -448,9 +454,10 @@ def table(rows: list[Row]) -> str:
             ratio = f"{r.ratio(r.base_runs):.2f}x"
             raw = (seconds(r.raw_runs), f"{r.ratio(r.raw_runs):.2f}x") if r.raw_runs else ("-", "-")
             rss = f"{max(x.rss_mb for x in r.runs):.0f} ({max(x.rss_mb for x in r.base_runs):.0f})"
-            figures = [seconds(r.runs), seconds(r.base_runs), ratio, *raw, rss]
+            cpu = f"{cpu_seconds(r.runs):.2f} ({cpu_seconds(r.base_runs):.2f})"
+            figures = [seconds(r.runs), seconds(r.base_runs), ratio, *raw, cpu, rss]
         else:
-            figures = ["-"] * 6
+            figures = ["-"] * 7
         amplification = f"{r.amplification:.3f}" if r.amplification is not None else "n/a"
         cells = [f"{r.case}: {r.label}", *figures, amplification, r.target, r.met, r.note]
         lines.append("| " + " | ".join(cells) + " |")
@@ -502,7 +509,8 @@ def report(rows: list[Row], command: str, repeat: int, uptimes: tuple[str, str])
         "over the runs (1-minute load average; 2 means both cores busy). The machine is shared with "
         "other work, so wall times are noisy.\n\n"
         f"Each command ran {repeat} time(s) in a fresh process, every case's commands in turn; times are "
-        "wall seconds, median (best); ratios are median over median. Peak RSS is the largest seen, "
+        "wall seconds, median (best); ratios are median over median; CPU is user + system seconds "
+        "(median), which depends less on the load than wall time. Peak RSS is the largest seen, "
         "measured from a launcher process. Read amplification: bytes read by `bioiscc hash` less those "
         "read on a small file of the same format, over the input's bytes.\n\n"
         + table(rows)
