@@ -1,29 +1,40 @@
-"""Hashing speed and memory of `bioiscc hash` against the raw hashing limit (issue 6).
+"""Hashing speed and memory of `bioiscc hash` against the raw hashing limit, `iscc-sum` (issues 6, 14).
 
 One command; generates its own data under benchmarks/data/hash/ (gitignored), prints a Markdown
 table and writes benchmarks/results.md:
 
-    python benchmarks/bench_hash.py                    # cases 1-5, best of 5 runs each
-    python benchmarks/bench_hash.py --repeat 3 --cases 1,2,3 --isccbio
+    python benchmarks/bench_hash.py                       # every format case, median of 3 runs
+    python benchmarks/bench_hash.py --cases czi,czi-zstd --repeat 5
+    python benchmarks/bench_hash.py --small --output /tmp/r.md   # seconds: the checks, not the times
 
 The image: uint16 pixels `numpy.random.default_rng(42).integers(0, 4096)`, C=2, Z=32, 2048x2048
-(512 MiB). Every case runs whole commands against a baseline in the same invocation, alternating
-subject and baseline runs so that both see the same machine load, and keeps the fastest of each:
+(512 MiB; `--small`: C=2, Z=4, 256x256), written as
 
-1. that image as an uncompressed OME-TIFF: `bioiscc hash` vs `iscc-sum` on the same file;
-2. the same pixels as OME-Zarr (NGFF 0.4, zarr v2), chunks (1, 1, 8, 512, 512), zstd: `bioiscc hash`
-   vs `iscc-sum` on the case-1 file (the same pixel bytes);
-3. the same pixels as an OME-TIFF with zstd-compressed 512x512 tiles: likewise;
-4. the largest sample of each format in ../shared/samples (informational: start-up dominates);
-5. `snakemake --cores 2` vs `--cores 1` over 8 copies of the case-1 file (when workflow/Snakefile
-   exists and runs);
-6. with --isccbio, when /tmp/isccbio/bin/iscc-bio exists: iscc-bio 0.2.0 `biocode` on cases 1 and 2
-   (slow, one run each) against `bioiscc hash`.
+- `tiff`: an uncompressed OME-TIFF (tifffile), one plane per page;
+- `tiled`: an OME-TIFF with zstd-compressed 512x512 tiles (tifffile);
+- `zarr`: OME-Zarr NGFF 0.4 (zarr v2), chunks (1, 1, 8, 512, 512), zstd;
+- `czi`: a CZI, one uncompressed subblock per plane (pylibCZIrw, ZEISS's writer);
+- `czi-zstd`: the same CZI with zstd-compressed subblocks (pylibCZIrw, `zstd1`, HiLoByteUnpack);
 
-Peak memory is the maximum resident set size of the command as GNU time reports it (for Snakemake,
-the largest process of its tree). Read amplification is bytes decoded / bytes hashed, as `bioiscc hash`
-reports with BIOISCC_STATS=1. Every code is checked against a straightforward per-plane walk
-(tifffile or zarr reading the whole array, numpy big-endian bytes, iscc_sum). Not part of pytest.
+and `nd2`, `lif`: no writer exists for them, so the largest real sample each of
+../shared/samples/{nd2,lif} that bioiscc reads (start-up dominates: MB/s are informational).
+
+Every case runs `bioiscc hash FILE` and `iscc-sum FILE` on the same file, and `iscc-sum` on the
+uncompressed OME-TIFF (the raw hash of the same pixel bytes), each a whole command in a fresh
+process, in turn, N times (median kept), so that all see the same machine load. The ratio against
+both is reported; a target is met when both ratios are within it (uncompressed 1.3x, compressed
+1.4x), peak RSS is within its bound and read amplification within 1.05.
+
+- **Peak RSS** is the command's maximum resident set size, measured from a small launcher process
+  (a child started from this benchmark would count the benchmark's own pages).
+- **Read amplification** is the bytes the command read (the kernel's `rchar`, read by the launcher
+  from /proc/PID/io once the command has exited), less what the same command reads on the small
+  version of the file (imports, metadata), over the bytes of the input.
+- **Codes**: every synthetic case must give the code of a straightforward walk (the (C, Z, Y, X)
+  array, planes z outer and c inner, `astype(">u2")`, iscc_sum); the script exits 1 if one differs.
+
+Optional cases: `workflow` (`snakemake --cores 2` vs `--cores 1` over 8 copies of the OME-TIFF) and
+`isccbio` (iscc-bio 0.2.0 at /tmp/isccbio/bin/iscc-bio, one run, on the OME-TIFF and the OME-Zarr).
 """
 
 from __future__ import annotations
@@ -35,10 +46,13 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,86 +63,106 @@ RESULTS = REPO / "benchmarks" / "results.md"
 SAMPLES = Path(os.environ.get("BIOISCC_SAMPLES", REPO.parent / "shared" / "samples"))
 BIN = Path(sys.executable).parent
 ISCC_BIO = Path("/tmp/isccbio/bin/iscc-bio")
-TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else ""  # GNU time, for the peak RSS
 
 SHAPE = (2, 32, 2048, 2048)  # C, Z, Y, X
+SMALL_SHAPE = (2, 4, 256, 256)
 SEED = 42
 MIB = 1024 * 1024
+MB = 1_000_000
+CZI_ZSTD = "zstd1:ExplicitLevel=1;PreProcess=HiLoByteUnpack"
+
+#: case -> (label, compressed, peak RSS bound in MB)
+SYNTHETIC: dict[str, tuple[str, bool, int]] = {
+    "tiff": ("OME-TIFF, uncompressed", False, 256),
+    "tiled": ("OME-TIFF, zstd 512x512 tiles", True, 512),
+    "zarr": ("OME-Zarr 0.4, zstd chunks (1,1,8,512,512)", True, 512),
+    "czi": ("CZI, uncompressed (pylibCZIrw)", False, 256),
+    "czi-zstd": ("CZI, zstd subblocks (pylibCZIrw)", True, 256),
+}
+SAMPLE_CASES = ("nd2", "lif")
+DEFAULT_CASES = (*SYNTHETIC, *SAMPLE_CASES)
+TARGET_RATIO = {False: 1.3, True: 1.4}
+MAX_AMPLIFICATION = 1.05
 
 
 @dataclass
 class Run:
-    """One whole command: wall seconds, peak RSS in MB, and what BIOISCC_STATS printed."""
+    """One whole command: wall seconds, peak RSS in MB, bytes read (rchar) and its output."""
 
     seconds: float
+    cpu: float  # user + system seconds
     rss_mb: float
+    read_bytes: int
     stdout: str
-    decoded: int = 0
-    hashed: int = 0
-    load: float = 0.0  # 1-minute load average right after the run
+    load: float  # 1-minute load average right after the run
 
 
 @dataclass
 class Row:
     case: str
-    subject: str
-    baseline: str
-    runs: list[Run] = field(default_factory=list)
-    base_runs: list[Run] = field(default_factory=list)
-    target: str = ""
-    met: str = ""
+    label: str
+    path: Path | None = None
+    runs: list[Run] = field(default_factory=list)  # bioiscc hash FILE
+    base_runs: list[Run] = field(default_factory=list)  # iscc-sum FILE
+    raw_runs: list[Run] = field(default_factory=list)  # iscc-sum on the uncompressed OME-TIFF
+    amplification: float | None = None
+    target: str = "informational"
+    met: str = "-"
     note: str = ""
     misses: list[str] = field(default_factory=list)
 
-    @property
-    def best(self) -> Run:
-        return min(self.runs, key=lambda r: r.seconds)
+    def ratio(self, baseline: list[Run]) -> float:
+        return median(self.runs) / median(baseline)
 
-    @property
-    def base_best(self) -> Run:
-        return min(self.base_runs, key=lambda r: r.seconds)
 
-    @property
-    def ratio(self) -> float:
-        return self.best.seconds / self.base_best.seconds
-
-    @property
-    def amplification(self) -> str:
-        runs = [r for r in self.runs if r.hashed]
-        return f"{runs[0].decoded / runs[0].hashed:.3f}" if runs else "n/a"
+def median(runs: list[Run]) -> float:
+    return statistics.median(r.seconds for r in runs)
 
 
 # --- data -------------------------------------------------------------------------------------
 
 
-def pixels() -> Any:
+def pixels(shape: tuple[int, int, int, int]) -> Any:
     import numpy as np
 
-    return np.random.default_rng(SEED).integers(0, 4096, size=SHAPE, dtype=np.uint16)
+    return np.random.default_rng(SEED).integers(0, 4096, size=shape, dtype=np.uint16)
 
 
-def make_data() -> dict[str, Path]:
-    """The three encodings of the same pixels, written once (delete benchmarks/data/hash to redo)."""
-    paths = {
-        "tiff": DATA / "case1_u16_c2z32.ome.tif",
-        "zarr": DATA / "case2_u16_c2z32_zstd.ome.zarr",
-        "tiled": DATA / "case3_u16_c2z32_zstd_tiles.ome.tif",
+def data_paths(folder: Path) -> dict[str, Path]:
+    return {
+        "tiff": folder / "u16_c2z32.ome.tif",
+        "tiled": folder / "u16_c2z32_zstd_tiles.ome.tif",
+        "zarr": folder / "u16_c2z32_zstd.ome.zarr",
+        "czi": folder / "u16_c2z32.czi",
+        "czi-zstd": folder / "u16_c2z32_zstd.czi",
     }
-    if all(p.exists() for p in paths.values()):
+
+
+def make_data(folder: Path, shape: tuple[int, int, int, int]) -> dict[str, Path]:
+    """Every encoding of the same pixels, each written once (delete the folder to redo)."""
+    paths = data_paths(folder)
+    missing = {name: path for name, path in paths.items() if not path.exists()}
+    if not missing:
         return paths
     import tifffile
 
-    DATA.mkdir(parents=True, exist_ok=True)
-    data = pixels()
-    print("generating benchmark data in", DATA, file=sys.stderr)
-    if not paths["tiff"].exists():
-        tifffile.imwrite(paths["tiff"], data, ome=True, metadata={"axes": "CZYX"})
-    if not paths["tiled"].exists():
-        tifffile.imwrite(
-            paths["tiled"], data, ome=True, metadata={"axes": "CZYX"}, tile=(512, 512), compression="zstd"
-        )
-    if not paths["zarr"].exists():
-        write_ome_zarr(paths["zarr"], data)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = pixels(shape)
+    print(f"writing {', '.join(missing)} to {folder}", file=sys.stderr)
+    writers: dict[str, Callable[[Path], object]] = {
+        "tiff": lambda path: tifffile.imwrite(path, data, ome=True, metadata={"axes": "CZYX"}),
+        "tiled": lambda path: tifffile.imwrite(
+            path, data, ome=True, metadata={"axes": "CZYX"}, tile=(512, 512), compression="zstd"
+        ),
+        "zarr": lambda path: write_ome_zarr(path, data),
+        "czi": lambda path: write_czi(path, data, None),
+        "czi-zstd": lambda path: write_czi(path, data, CZI_ZSTD),
+    }
+    for name, path in missing.items():
+        tmp = path.with_name("tmp-" + path.name)
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        writers[name](tmp)
+        tmp.rename(path)
     return paths
 
 
@@ -137,12 +171,10 @@ def write_ome_zarr(path: Path, data: Any) -> None:
     import numcodecs
     import zarr
 
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
     array = root.create_array(
         "0",
-        shape=(1, *SHAPE),
+        shape=(1, *data.shape),
         chunks=(1, 1, 8, 512, 512),
         dtype="uint16",
         compressors=numcodecs.Zstd(level=1),
@@ -161,66 +193,94 @@ def write_ome_zarr(path: Path, data: Any) -> None:
         }
     ]
     root.attrs["multiscales"] = multiscales
-    tmp.rename(path)
 
 
-# --- references: a straightforward per-plane walk ---------------------------------------------
+def write_czi(path: Path, data: Any, compression: str | None) -> None:
+    """One scene, one subblock per (C, Z) plane, as pylibCZIrw writes a stack (no tiling)."""
+    from pylibCZIrw import czi as pyczi
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pyczi.create_czi(str(path), exist_ok=True, compression_options=compression) as czi:
+            for z in range(data.shape[1]):
+                for c in range(data.shape[0]):
+                    czi.write(data=data[c, z][:, :, None], plane={"T": 0, "Z": z, "C": c}, location=(0, 0))
 
 
-def reference_code(array: Any) -> tuple[str, str]:
+def reference_code(data: Any) -> tuple[str, str]:
     """ISCC-SUM and datahash of planes z outer, c inner (T=1), each big-endian, of a (C, Z, Y, X) array."""
     from iscc_sum import IsccSumProcessor
 
     processor = IsccSumProcessor()
-    for z in range(array.shape[1]):
-        for c in range(array.shape[0]):
-            processor.update(array[c, z].astype(">u2").tobytes())
+    for z in range(data.shape[1]):
+        for c in range(data.shape[0]):
+            processor.update(data[c, z].astype(">u2").tobytes())
     result = processor.result(wide=True, add_units=True)
     return result.iscc, result.datahash
 
 
-def references(paths: dict[str, Path]) -> dict[str, tuple[str, str]]:
-    import tifffile
-    import zarr
+def largest_sample(folder: str) -> Path | None:
+    """The largest input of a sample folder that bioiscc hashes (a few samples are known failures)."""
+    root = SAMPLES / folder
+    if not root.is_dir():
+        return None
+    for path in sorted(
+        (p for p in root.iterdir() if not p.name.startswith(".")), key=input_size, reverse=True
+    ):
+        done = subprocess.run(bioiscc_hash(path), capture_output=True)
+        if done.returncode == 0:
+            return path
+    return None
 
-    codes = {name: reference_code(tifffile.imread(paths[name])) for name in ("tiff", "tiled")}
-    codes["zarr"] = reference_code(zarr.open_array(str(paths["zarr"] / "0"), mode="r")[0])
-    return codes
+
+def input_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 # --- running commands -------------------------------------------------------------------------
 
+#: runs argv[2:] and writes "<peak RSS KiB> <rchar>" to the file argv[1]: a small process to start
+#: it from (a child counts the pages of the process it was started from before its exec). The
+#: command's /proc/PID/io is read while it is a zombie (waitid with WNOWAIT), before it is reaped.
+MEASURE = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], dict(os.environ))
+os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+with open(f"/proc/{pid}/io") as io:
+    rchar = dict(line.split(": ") for line in io.read().splitlines())["rchar"]
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {rchar} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
 
 def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
-    """Run a whole command: its wall time, and the peak RSS of its process tree.
-
-    The RSS comes from GNU time's wait4 on the command, not from this process's own wait4: a child
-    forked from a big parent inherits the parent's peak RSS in its accounting.
-    """
+    """Run a whole command from the launcher: wall time, peak RSS, bytes read, stdout."""
+    program = shutil.which(cmd[0]) or cmd[0]
     with (
-        tempfile.NamedTemporaryFile() as peak,
+        tempfile.NamedTemporaryFile() as measured,
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
     ):
-        wrapped = [TIME, "-f", "%M", "-o", peak.name, *cmd] if TIME else cmd
         start = time.perf_counter()
-        process = subprocess.run(wrapped, stdout=out, stderr=err, env=env, cwd=cwd)
+        process = subprocess.run(
+            [sys.executable, "-c", MEASURE, measured.name, program, *cmd[1:]],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=cwd,
+        )
         seconds = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
-        rss_kb = int(Path(peak.name).read_text().split()[-1]) if TIME else 0
+        figures = Path(measured.name).read_text().split()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {process.returncode}: {stderr[-2000:]}")
-    result = Run(seconds, rss_kb / 1024, stdout, load=os.getloadavg()[0])
-    for line in re.findall(r"hashed_bytes=(\d+) decoded_bytes=(\d+)", stderr):
-        result.hashed += int(line[0])
-        result.decoded += int(line[1])
-    return result
-
-
-def stats_env() -> dict[str, str]:
-    return {**os.environ, "BIOISCC_STATS": "1"}
+    rss_kb, rchar, cpu = (int(figures[0]), int(figures[1]), float(figures[2])) if figures else (0, 0, 0.0)
+    return Run(seconds, cpu, rss_kb / 1024, rchar, stdout, os.getloadavg()[0])
 
 
 def bioiscc_hash(source: Path) -> list[str]:
@@ -231,199 +291,177 @@ def iscc_sum(source: Path) -> list[str]:
     return [str(BIN / "iscc-sum"), *(["--tree"] if source.is_dir() else []), str(source)]
 
 
-def alternate(row: Row, subject: list[str], baseline: list[str], repeat: int) -> None:
-    """Subject and baseline in turn, `repeat` times each, so both see the same load."""
-    for _ in range(repeat):
-        row.runs.append(run(subject, env=stats_env()))
-        row.base_runs.append(run(baseline))
-
-
 def codes_of(stdout: str) -> list[tuple[str, str]]:
     """(iscc_code, datahash) of each scene record of `bioiscc hash` output."""
     records = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     return [(r["iscc_code"], r["datahash"]) for r in records]
 
 
-# --- cases ------------------------------------------------------------------------------------
+# --- the format cases -------------------------------------------------------------------------
 
 
-def case_formats(
-    paths: dict[str, Path], refs: dict[str, tuple[str, str]], repeat: int, cases: set[str]
-) -> list[Row]:
-    plan = [
-        ("1", "tiff", "OME-TIFF, uncompressed", 1.5, 256, None),
-        ("2", "zarr", "OME-Zarr 0.4, zstd chunks (1,1,8,512,512)", 2.5, 512, 1.05),
-        ("3", "tiled", "OME-TIFF, zstd 512x512 tiles", 2.5, 512, 1.05),
-    ]
-    rows = []
-    for number, name, label, max_ratio, max_mb, max_amp in plan:
-        if number not in cases:
-            continue
-        row = Row(f"{number}. {label}", "bioiscc hash", "iscc-sum on the case-1 file")
-        alternate(row, bioiscc_hash(paths[name]), iscc_sum(paths["tiff"]), repeat)
+def measure_rows(rows: list[Row], raw: Path, repeat: int) -> None:
+    """Each round runs every case's subject and baseline and the raw baseline, in turn."""
+    for _ in range(repeat):
+        for row in rows:
+            assert row.path is not None
+            row.runs.append(run(bioiscc_hash(row.path)))
+            row.base_runs.append(run(iscc_sum(row.path)))
+            if row.case in SYNTHETIC:
+                row.raw_runs.append(run(iscc_sum(raw)))
+
+
+def judge(row: Row, compressed: bool, max_mb: int, reference: tuple[str, str] | None, small: bool) -> None:
+    """Targets (not for --small, where start-up is all there is to time) and the code check."""
+    if reference is not None:
         got = {c for r in row.runs for c in codes_of(r.stdout)}
-        identical = got == {refs[name]} and len(set(refs.values())) == 1
-        rss = max(r.rss_mb for r in row.runs)
-        if row.ratio > max_ratio:
-            over = row.ratio / max_ratio - 1
-            row.misses.append(f"time {row.ratio:.2f}x of iscc-sum, target {max_ratio}x ({over:.0%} over)")
-        if rss >= max_mb:
-            row.misses.append(f"peak RSS {rss:.0f} MB, target < {max_mb} MB")
-        if max_amp is not None and float(row.amplification) > max_amp:
-            row.misses.append(f"read amplification {row.amplification}, target <= {max_amp}")
-        if not identical:
-            row.misses.append("codes differ from the per-plane reference")
-        row.target = f"<= {max_ratio}x, < {max_mb} MB" + (f", amplification <= {max_amp}" if max_amp else "")
-        row.met = "no" if row.misses else "yes"
-        row.note = (
-            "code = per-plane reference" if identical else f"CODE DIFFERS: {sorted(got)} vs {refs[name]}"
-        )
-        rows.append(row)
-    return rows
+        if got != {reference}:
+            row.misses.append(f"CODE DIFFERS from the per-plane reference: {sorted(got)} vs {reference}")
+        row.note = "code = per-plane reference" if not row.misses else row.misses[0]
+    if small:
+        row.target, row.met = "(--small: not judged)", "-" if not row.misses else "no"
+        return
+    limit = TARGET_RATIO[compressed]
+    row.target = f"<= {limit}x, <= {max_mb} MB, ampl. <= {MAX_AMPLIFICATION}"
+    for name, baseline in (
+        ("iscc-sum on the file", row.base_runs),
+        ("iscc-sum on the raw pixels", row.raw_runs),
+    ):
+        ratio = row.ratio(baseline)
+        if ratio > limit:
+            row.misses.append(f"{ratio:.2f}x of {name}, target {limit}x ({ratio / limit - 1:.0%} over)")
+    rss = max(r.rss_mb for r in row.runs)
+    if rss > max_mb:
+        row.misses.append(f"peak RSS {rss:.0f} MB, target <= {max_mb} MB")
+    if row.amplification is not None and row.amplification > MAX_AMPLIFICATION:
+        row.misses.append(f"read amplification {row.amplification:.3f}, target <= {MAX_AMPLIFICATION}")
+    row.met = "no" if row.misses else "yes"
 
 
-def largest_samples() -> list[list[Path]]:
-    """The inputs of each format folder of the samples, largest first (a store counts as one input)."""
-    folders = sorted(p for p in SAMPLES.iterdir() if p.is_dir())
-    ranked = [sorted((p for p in f.iterdir() if not p.name.startswith(".")), key=input_size) for f in folders]
-    return [list(reversed(inputs)) for inputs in ranked if inputs]
+def read_amplification(row: Row, small_path: Path | None) -> float | None:
+    """(bytes read - bytes read on the small twin) / input bytes; the small twin's reads are the
+    imports and metadata, which do not grow with the pixels."""
+    if row.path is None or small_path is None or not row.runs:
+        return None
+    overhead = run(bioiscc_hash(small_path)).read_bytes - input_size(small_path)
+    read = statistics.median(r.read_bytes for r in row.runs)
+    return (read - overhead) / input_size(row.path)
 
 
-def input_size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def case_samples(repeat: int) -> list[Row]:
-    if not SAMPLES.is_dir():
-        return [Row("4. samples", "bioiscc hash", "iscc-sum", note=f"{SAMPLES} not found")]
-    rows = []
-    for candidates in largest_samples():
-        for path in candidates:  # the largest one bioiscc reads (a few samples are known failures)
-            row = Row(
-                f"4. {path.parent.name}/{path.name} ({input_size(path) / MIB:.1f} MiB)",
-                "bioiscc hash",
-                "iscc-sum",
-            )
-            try:
-                alternate(row, bioiscc_hash(path), iscc_sum(path), repeat)
-            except RuntimeError:
+def case_formats(cases: list[str], repeat: int, small: bool, data: Path) -> tuple[list[Row], bool]:
+    """The synthetic cases and the ND2/LIF samples; whether every code equals its reference."""
+    shape = SMALL_SHAPE if small else SHAPE
+    paths = make_data(data / ("small" if small else "full"), shape)
+    twins = make_data(data / "small", SMALL_SHAPE) if not small else None
+    reference = reference_code(pixels(shape))
+    rows = [Row(name, SYNTHETIC[name][0], paths[name]) for name in cases if name in SYNTHETIC]
+    for name in cases:
+        if name in SAMPLE_CASES:
+            sample = largest_sample(name)
+            if sample is None:
+                rows.append(
+                    Row(name, f"{name.upper()} sample", note=f"no readable sample in {SAMPLES / name}")
+                )
                 continue
-            row.target, row.met, row.note = "informational", "-", "start-up dominates"
-            rows.append(row)
-            break
-    return rows
+            size = input_size(sample) / MIB
+            rows.append(Row(name, f"{name.upper()}, largest sample: {sample.name} ({size:.1f} MiB)", sample))
+    measure_rows([row for row in rows if row.path is not None], paths["tiff"], repeat)
+    for row in rows:
+        if row.case in SYNTHETIC:
+            _, compressed, max_mb = SYNTHETIC[row.case]
+            row.amplification = read_amplification(row, twins[row.case] if twins else None)
+            judge(row, compressed, max_mb, reference, small)
+        elif row.runs:
+            size = input_size(row.path) / MB if row.path else 0
+            ours, theirs = size / median(row.runs), size / median(row.base_runs)
+            row.note = (
+                f"{ours:.1f} MB/s vs iscc-sum {theirs:.1f} MB/s (file bytes per second; start-up dominates)"
+            )
+    identical = not any("CODE DIFFERS" in miss for row in rows for miss in row.misses)
+    return rows, identical
 
 
-def case_workflow(tiff: Path, ref: tuple[str, str], repeat: int) -> list[Row]:
-    """`snakemake --cores 2` vs `--cores 1` over 8 copies of the case-1 file."""
+# --- optional cases ---------------------------------------------------------------------------
+
+
+def case_workflow(tiff: Path, reference: tuple[str, str], repeat: int) -> list[Row]:
+    """`snakemake --cores 2` vs `--cores 1` over 8 copies of the OME-TIFF (ratio: 2 cores / 1)."""
     snakefile = REPO / "workflow" / "Snakefile"
-    row = Row("5. Snakemake, 8 x case 1", "--cores 2", "--cores 1", target=">= 1.7x speed-up")
-    if not snakefile.exists():
-        row.met, row.note = "-", "not measurable yet: workflow/Snakefile does not exist"
-        return [row]
-    inputs = DATA / "workflow-inputs"
+    row = Row("workflow", "Snakemake, 8 x OME-TIFF: --cores 2 vs --cores 1", target=">= 1.7x speed-up")
+    inputs = tiff.parent.parent / "workflow-inputs"
     if not inputs.exists():
         inputs.mkdir(parents=True)
         for i in range(8):
             shutil.copyfile(tiff, inputs / f"copy{i}.ome.tif")
-    # the rules call `bioiscc` from PATH: this environment's
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    try:
-        for _ in range(repeat):
-            for cores, runs in (("2", row.runs), ("1", row.base_runs)):
-                with tempfile.TemporaryDirectory(dir=DATA) as work:
-                    # the workflow reads config/config.yaml from its working directory
-                    (Path(work) / "config").mkdir()
-                    (Path(work) / "config" / "config.yaml").write_text(f"input_dir: {inputs}\n")
-                    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
-                    cmd += ["--directory", work, "--cores", cores, "--config", f"input_dir={inputs}"]
-                    runs.append(run(cmd, env=env))
-                    found = [codes_of(p.read_text()) for p in Path(work).glob("results/**/scenes.jsonl")]
-                    if found != [[ref]] * 8:
-                        raise RuntimeError(f"workflow codes differ from the reference: {found}")
-    except RuntimeError as exc:
-        row.runs, row.base_runs = [], []
-        cause = str(exc).strip().splitlines()[-1][:160]
-        row.met, row.note = "-", f"not measurable yet: the workflow failed ({cause})"
-        return [row]
-    speedup = row.base_best.seconds / row.best.seconds
-    row.met = "yes" if speedup >= 1.7 else "no"
+    for _ in range(repeat):
+        for cores, runs in (("2", row.runs), ("1", row.base_runs)):
+            with tempfile.TemporaryDirectory(dir=inputs.parent) as work:
+                (Path(work) / "config").mkdir()
+                (Path(work) / "config" / "config.yaml").write_text(f"input_dir: {inputs}\n")
+                cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
+                cmd += ["--directory", work, "--cores", cores, "--config", f"input_dir={inputs}"]
+                runs.append(run(cmd, env=env))
+                found = [codes_of(p.read_text()) for p in Path(work).glob("results/**/scenes.jsonl")]
+                if found != [[reference]] * 8:
+                    row.misses.append(f"workflow codes differ from the reference: {found}")
+    speedup = 1 / row.ratio(row.base_runs)
     if speedup < 1.7:
         row.misses.append(f"speed-up {speedup:.2f}x from 1 to 2 cores, target 1.7x")
-    row.note = f"speed-up {speedup:.2f}x (ratio column: time with 2 cores / time with 1)"
+    row.met = "no" if row.misses else "yes"
+    row.note = f"speed-up {speedup:.2f}x"
     return [row]
 
 
-def case_isccbio(paths: dict[str, Path], repeat: int) -> list[Row]:
-    """iscc-bio 0.2.0 `biocode` on cases 1 and 2, once each (it is slow).
-
-    Against `bioiscc hash` (the issue's comparison) and `bioiscc biocode` (like for like: it also
-    hashes the raw file bytes, as iscc-bio's biocode does).
-    """
+def case_isccbio(paths: dict[str, Path]) -> list[Row]:
+    """iscc-bio 0.2.0 `biocode`, once (it is slow), against `bioiscc hash`, on the OME-TIFF and Zarr."""
     if not ISCC_BIO.exists():
-        return [
-            Row("6. iscc-bio 0.2.0", "bioiscc hash", "iscc-bio biocode", note=f"{ISCC_BIO} not installed")
-        ]
+        return [Row("isccbio", "iscc-bio 0.2.0", note=f"{ISCC_BIO} not installed")]
     rows = []
-    for number, name in (("1", "tiff"), ("2", "zarr")):
-        theirs_run = run([str(ISCC_BIO), "biocode", str(paths[name])])
-        theirs = json.loads(theirs_run.stdout[theirs_run.stdout.index("{") :])
-        for command in ("hash", "biocode"):
-            row = Row(f"6. iscc-bio, case {number}", f"bioiscc {command}", "iscc-bio biocode (1 run)")
-            row.runs = [
-                run([str(BIN / "bioiscc"), command, str(paths[name])], env=stats_env()) for _ in range(repeat)
-            ]
-            row.base_runs = [theirs_run]
-            record = json.loads(row.best.stdout)
-            ours = record["iscc_code"] if command == "hash" else record["parts"][0]["iscc_code"]
-            row.target = "about 17x faster" if (number, command) == ("1", "hash") else "informational"
-            row.met = "-" if row.target == "informational" else ("yes" if 1 / row.ratio >= 17 else "no")
-            if row.met == "no":
-                row.misses.append(f"{1 / row.ratio:.1f}x faster than iscc-bio, target about 17x")
-            if theirs.get("parts"):
-                same = "yes" if theirs["parts"][0]["iscc_code"] == ours else "no"
-                row.note = f"speed-up {1 / row.ratio:.1f}x; same scene code: {same}"
-            else:
-                row.note = "iscc-bio gave no scene code (its pixel decoding failed): times not comparable"
-            rows.append(row)
+    for name in ("tiff", "zarr"):
+        row = Row("isccbio", f"iscc-bio biocode vs bioiscc hash, {name}", paths[name])
+        row.base_runs = [run([str(ISCC_BIO), "biocode", str(paths[name])])]
+        row.runs = [run(bioiscc_hash(paths[name]))]
+        theirs = json.loads(row.base_runs[0].stdout[row.base_runs[0].stdout.index("{") :])
+        ours = json.loads(row.runs[0].stdout)["iscc_code"]
+        same = theirs["parts"][0]["iscc_code"] == ours if theirs.get("parts") else None
+        row.note = f"{1 / row.ratio(row.base_runs):.1f}x faster; same scene code: {same}"
+        rows.append(row)
     return rows
 
 
 # --- report -----------------------------------------------------------------------------------
 
 
+def seconds(runs: list[Run]) -> str:
+    return f"{median(runs):.2f} ({min(r.seconds for r in runs):.2f})" if runs else "-"
+
+
+def cpu_seconds(runs: list[Run]) -> float:
+    return statistics.median(r.cpu for r in runs)
+
+
 def table(rows: list[Row]) -> str:
     head = (
-        "| case | subject | baseline | subject s, best (median) | baseline s, best (median) | ratio "
-        "| peak RSS MB | baseline peak RSS MB | read ampl. | target | met | note |\n"
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n"
+        "| case | bioiscc hash s, median (best) | iscc-sum on the file s | ratio | iscc-sum on the raw "
+        "pixels s | ratio | CPU s (iscc-sum on the file) | peak RSS MB (iscc-sum) | read ampl. | target "
+        "| met | note |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n"
     )
     lines = []
     for r in rows:
-        if r.runs:
-            figures = [
-                seconds(r.runs),
-                seconds(r.base_runs),
-                f"{r.ratio:.2f}x",
-                peak(r.runs),
-                peak(r.base_runs),
-            ]
+        if r.runs and r.base_runs:
+            ratio = f"{r.ratio(r.base_runs):.2f}x"
+            raw = (seconds(r.raw_runs), f"{r.ratio(r.raw_runs):.2f}x") if r.raw_runs else ("-", "-")
+            rss = f"{max(x.rss_mb for x in r.runs):.0f} ({max(x.rss_mb for x in r.base_runs):.0f})"
+            cpu = f"{cpu_seconds(r.runs):.2f} ({cpu_seconds(r.base_runs):.2f})"
+            figures = [seconds(r.runs), seconds(r.base_runs), ratio, *raw, cpu, rss]
         else:
-            figures = ["-"] * 5
-        cells = [r.case, r.subject, r.baseline, *figures, r.amplification, r.target, r.met, r.note]
+            figures = ["-"] * 7
+        amplification = f"{r.amplification:.3f}" if r.amplification is not None else "n/a"
+        cells = [f"{r.case}: {r.label}", *figures, amplification, r.target, r.met, r.note]
         lines.append("| " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
-
-
-def seconds(runs: list[Run]) -> str:
-    times = sorted(r.seconds for r in runs)
-    return f"{times[0]:.2f} ({times[len(times) // 2]:.2f})"
-
-
-def peak(runs: list[Run]) -> str:
-    return f"{max(r.rss_mb for r in runs):.0f}"
 
 
 def machine() -> str:
@@ -434,9 +472,8 @@ def machine() -> str:
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    versions = ", ".join(
-        f"{name} {package_version(name)}" for name in ("numpy", "tifffile", "zarr", "iscc-sum")
-    )
+    packages = ("numpy", "tifffile", "zarr", "aicspylibczi", "pylibCZIrw", "nd2", "liffile", "iscc-sum")
+    versions = ", ".join(f"{name} {package_version(name)}" for name in packages)
     return (
         f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; {platform.system()} {platform.release()}; "
         f"Python {platform.python_version()}; {versions}"
@@ -444,25 +481,38 @@ def machine() -> str:
 
 
 def package_version(name: str) -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version(name)
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
-def report(rows: list[Row], repeat: int, load: tuple[float, float]) -> str:
-    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    loads = [r.load for row in rows for r in row.runs + row.base_runs]
-    mean_load = sum(loads) / len(loads) if loads else load[0]
-    missed = [f"- case {row.case}: {miss}" for row in rows for miss in row.misses]
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
+def report(rows: list[Row], command: str, repeat: int, uptimes: tuple[str, str]) -> str:
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    loads = [r.load for row in rows for r in row.runs + row.base_runs + row.raw_runs]
+    mean_load = sum(loads) / len(loads) if loads else 0.0
+    missed = [f"- {row.case}: {miss}" for row in rows for miss in row.misses]
     return (
         "# Hashing benchmark results\n\n"
-        f"Written by `python benchmarks/bench_hash.py --repeat {repeat}` on {when}.\n\n"
+        f"Written by `{command}` on {when}.\n\n"
         f"Machine: {machine()}.\n\n"
-        f"Each command ran {repeat} time(s), subject and baseline alternating; times are wall times, the "
-        "best (minimum) with the median in brackets, ratios are best over best; peak RSS is the largest "
-        "seen. The machine is shared with other work (1-minute load average "
-        f"{load[0]:.2f} at the start, {mean_load:.2f} on average over the runs, {load[1]:.2f} at the end; "
-        "2 would mean both cores busy), so runs are noisy and best-of-N is the fairest figure.\n\n"
+        f"Load: `{uptimes[0]}` at the start, `{uptimes[1]}` at the end, {mean_load:.2f} on average "
+        "over the runs (1-minute load average; 2 means both cores busy). The machine is shared with "
+        "other work, so wall times are noisy.\n\n"
+        f"Each command ran {repeat} time(s) in a fresh process, every case's commands in turn; times are "
+        "wall seconds, median (best); ratios are median over median; CPU is user + system seconds "
+        "(median), which depends less on the load than wall time. Peak RSS is the largest seen, "
+        "measured from a launcher process. Read amplification: bytes read by `bioiscc hash` less those "
+        "read on a small file of the same format, over the input's bytes.\n\n"
         + table(rows)
         + "\n## Targets missed\n\n"
         + ("\n".join(missed) if missed else "None.")
@@ -470,28 +520,32 @@ def report(rows: list[Row], repeat: int, load: tuple[float, float]) -> str:
     )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each command (best is kept)")
-    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated case numbers")
-    parser.add_argument("--isccbio", action="store_true", help="also time iscc-bio 0.2.0 (slow)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command (the median is kept)")
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated case names")
+    parser.add_argument("--small", action="store_true", help="a 1 MiB image, one run: checks, not times")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file to write")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder for the generated images")
     args = parser.parse_args()
-    cases = set(args.cases.split(","))
-    load_start = os.getloadavg()[0]
-    paths = make_data()
-    refs = references(paths) if cases & {"1", "2", "3", "5"} else {}
-    rows = case_formats(paths, refs, args.repeat, cases)
-    if "4" in cases:
-        rows += case_samples(args.repeat)
-    if "5" in cases:
-        rows += case_workflow(paths["tiff"], refs["tiff"], min(args.repeat, 2))
-    if args.isccbio:
-        rows += case_isccbio(paths, args.repeat)
-    text = report(rows, args.repeat, (load_start, os.getloadavg()[0]))
+    repeat = 1 if args.small else args.repeat
+    cases = args.cases.split(",")
+    unknown = set(cases) - set(DEFAULT_CASES) - {"workflow", "isccbio"}
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    start = uptime()
+    rows, identical = case_formats([c for c in cases if c in DEFAULT_CASES], repeat, args.small, args.data)
+    paths = data_paths(args.data / ("small" if args.small else "full"))
+    if "workflow" in cases:
+        rows += case_workflow(paths["tiff"], reference_code(pixels(SMALL_SHAPE if args.small else SHAPE)), 2)
+    if "isccbio" in cases:
+        rows += case_isccbio(paths)
+    command = "python benchmarks/bench_hash.py " + " ".join(sys.argv[1:])
+    text = report(rows, command.strip(), repeat, (start, uptime()))
     print(text)
     args.output.write_text(text)
+    return 0 if identical else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,6 +31,7 @@ from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 
+from .allocator import tune_allocator
 from .scene import Plane, SceneInfo, SceneReader
 
 IMAGEWALK_VERSION = "1"
@@ -81,6 +82,7 @@ class PlaneWalk(Iterator[Plane]):
         if self._planes is not None:
             raise RuntimeError("the walk has already been iterated plane by plane")
         self._planes = iter(())
+        tune_allocator()  # decode buffers are reused rather than faulted in again for every plane
         info = self.reader.info
         keep = _keeps_samples(info)
         # Kept sample planes must outlive the next read, so they cannot share a buffer.
@@ -101,6 +103,11 @@ def use_threads(threads: int | None) -> None:
     """Limit the threads of later walks in this process: 1 reads and hashes in turn."""
     global _thread_budget
     _thread_budget = threads
+
+
+def thread_budget() -> int:
+    """Threads a walk may keep busy: the `use_threads` limit, else this machine's cores."""
+    return max(1, _thread_budget or os.cpu_count() or 1)
 
 
 def readahead_planes(reader: SceneReader) -> int:

@@ -46,8 +46,9 @@ PLANE_DIMS = ("Y", "X", "A")
 #: the scene name when the metadata lists no scene (bioio's OME image id of scene 0)
 IMPLICIT_SCENE = "Image:0"
 SCENE_PATH = "./Metadata/Information/Image/Dimensions/S/Scenes/Scene"
-#: planes the walk may read ahead in a thread (reads of one file are serialized by a lock)
-READAHEAD_PLANES = 1
+#: planes the walk may read ahead in a thread (reads of one file are serialized by a lock); two, so
+#: that a compressed subblock is decoded while the plane before it is hashed, with one plane of slack
+READAHEAD_PLANES = 2
 
 
 class CziSource(Source):

@@ -54,6 +54,7 @@ class OmeZarrSource(Source):
         self.location = location
         self.path = path
         self._zarr = zarr
+        _limit_decode_threads(zarr)
         self._version = _package_version("zarr")
         guard_zarr_codecs()  # a chunk that inflates beyond its size fails, not memory
         self.root = self._open_group("")
@@ -149,6 +150,19 @@ class OmeZarrSource(Source):
         array, axes = self._level0(self.refs[info.index])
         blocks = getattr(array, "shards", None) or array.chunks
         return ChunkedArrayScene(info, sparse_view(array), axes, chunks=blocks)
+
+
+def _limit_decode_threads(zarr: Any) -> None:
+    """Decode chunks in as many threads as the walk may use, unless zarr's config says otherwise.
+
+    zarr decodes the chunks of a read in a thread pool of its own (by default, cores + 4 threads).
+    On a small machine the extra threads only contend with the hash for the cores, and each keeps
+    an allocator arena of its own (resident memory). The pool is made at zarr's first read.
+    """
+    from ..imagewalk import thread_budget
+
+    if zarr.config.get("threading.max_workers", None) is None:
+        zarr.config.set({"threading.max_workers": thread_budget()})
 
 
 def _axis_names(axes: Any, ndim: int) -> list[str]:

@@ -1,0 +1,59 @@
+"""The process settings the hash path makes for speed: glibc's allocator thresholds and zarr's pool.
+
+Each runs in a fresh interpreter, as both are process-wide and made once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def python(code: str, **env: str) -> str:
+    environment = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_allocator_tuned_once_unless_turned_off() -> None:
+    code = "from bioiscc.allocator import tune_allocator as t; print(t(), t())"
+    assert python(code) == "True True"
+    assert python(code, BIOISCC_MALLOC_TUNE="0") == "False False"
+
+
+def write_store(path: Path) -> Path:
+    zarr = pytest.importorskip("zarr")
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = root.create_array("0", shape=(2, 8, 8), chunks=(1, 8, 8), dtype="uint16")
+    array[:] = np.arange(128, dtype=np.uint16).reshape(2, 8, 8)
+    axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    scale = [{"type": "scale", "scale": [1.0] * 3}]
+    root.attrs["multiscales"] = [
+        {"version": "0.4", "axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+    ]
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_zarr_decodes_in_the_threads_the_walk_may_use(threads: int, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "image.ome.zarr")
+    code = (
+        "import zarr\n"
+        "from bioiscc.imagewalk import use_threads\n"
+        "from bioiscc.sources.omezarr import OmeZarrSource\n"
+        f"use_threads({threads})\n"
+        f"OmeZarrSource('x', __import__('pathlib').Path({str(store)!r}))\n"
+        "print(zarr.config.get('threading.max_workers'))"
+    )
+    assert python(code) == str(threads)
+    # a setting of the user's own is kept
+    assert python(code, ZARR_THREADING__MAX_WORKERS="3") == "3"
