@@ -185,9 +185,11 @@ class PageScene:
         except Exception:
             return self.read(t, c, z, extra)[y0:y1]
         try:
-            return slice_rows(view, list(self.series.axes), position, y0, y1)
+            rows = slice_rows(view, list(self.series.axes), position, y0, y1)
         except Exception as exc:
             raise SceneError(f"rows {y0}-{y1} of plane t={t} c={c} z={z}: {describe(exc)}") from exc
+        self.decoded_bytes += rows.nbytes
+        return rows
 
     def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         """Like `read`, decoded into one reused buffer (valid until the next call)."""
