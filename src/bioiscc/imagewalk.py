@@ -14,6 +14,8 @@ Two optional reader attributes make it fast; the stream is the same with or with
   turns the thread off, so that a job that declares one thread uses one core.
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
+- `fork_readahead: bool`: the reading may run in a forked process instead of a thread
+  (`bioiscc.forked`: no GIL shared with the hash; TIFF pages of compressed strips or tiles).
 
 A stored plane larger than BAND_PLANE_BYTES (a whole-slide image) is hashed in row bands when its
 reader has `read_rows`: the canonical stream is row-major per plane, so bands in order are the same
@@ -112,6 +114,10 @@ class PlaneWalk(Iterator[Plane]):
         else:
             chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
             depth = readahead_planes(self.reader)
+            from .forked import can_fork, read_ahead_forked
+
+            if depth and can_fork(self.reader, info.bytes):
+                return read_ahead_forked(chunks, self.reader)
         return read_ahead(chunks, depth) if depth else chunks
 
 

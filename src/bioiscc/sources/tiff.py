@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, SceneError, describe, import_reader, one_line
+from ..imagewalk import canonical_dtype
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
+from .tiff_segments import SegmentDecoder, decodable
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -140,7 +142,8 @@ class PageScene:
     """Planes of a one-plane-per-page series: plane (t, c, z, extra) is one page read.
 
     Each page holds one plane and is decoded once. `decoded_bytes` counts the pixels decoded, as
-    ChunkedArrayScene does (the padding of edge tiles is not counted).
+    ChunkedArrayScene does (the padding of edge tiles is not counted). Compressed pages are decoded
+    by `SegmentDecoder` into big-endian planes (the canonical bytes, without a second pass).
     """
 
     #: planes the walk may read ahead in a thread (tifffile reads under its own file lock)
@@ -158,9 +161,13 @@ class PageScene:
         self.decoded_bytes = 0
         self.buffer: np.ndarray | None = None
         self._rows_view: Any = None  # tifffile's zarr view of the series, opened for read_rows
+        self.segments = SegmentDecoder(series.parent.filehandle)
+        #: compressed pages decode in a forked process while this one hashes (bioiscc.forked)
+        self.fork_readahead = decodable(series.keyframe)
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
-        return self._read(self._page(t, c, z, extra), None)
+        page = self._page(t, c, z, extra)
+        return self._read(page, None, decodable(page.keyframe))
 
     def _zarr_view(self) -> Any:
         if self._rows_view is None:
@@ -194,10 +201,13 @@ class PageScene:
     def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         """Like `read`, decoded into one reused buffer (valid until the next call)."""
         page = self._page(t, c, z, extra)
+        segments = decodable(page.keyframe)
         shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+        if segments:
+            dtype = canonical_dtype(dtype)
         if self.buffer is None or self.buffer.shape != shape or self.buffer.dtype != dtype:
             self.buffer = np.empty(shape, dtype=dtype)
-        return self._read(page, self.buffer)
+        return self._read(page, self.buffer, segments)
 
     def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
         position = plane_position(t, c, z, self.extra_axes, extra)
@@ -205,9 +215,9 @@ class PageScene:
         number = int(np.ravel_multi_index(index, self.outer_shape)) if index else 0
         return self.series.pages[number]
 
-    def _read(self, page: Any, out: np.ndarray | None) -> np.ndarray:
+    def _read(self, page: Any, out: np.ndarray | None, segments: bool) -> np.ndarray:
         try:
-            data = page.asarray(out=out)
+            data = self.segments.decode(page, out) if segments else page.asarray(out=out)
         except Exception as exc:
             raise SceneError(f"page {page.index}: {describe(exc)}") from exc
         self.decoded_bytes += data.nbytes
