@@ -112,12 +112,14 @@ class PlaneWalk(Iterator[Plane]):
             chunks = _banded(self.reader, rows, writer)
             depth = min(2, readahead_planes(self.reader))
         else:
-            chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
+            planes = _walk(self.reader, read, keep)
             depth = readahead_planes(self.reader)
             from .forked import can_fork, read_ahead_forked
 
             if depth and can_fork(self.reader, info.bytes):
-                return read_ahead_forked(chunks, self.reader)
+                # the child writes each plane to the pipe straight from its canonical array
+                return read_ahead_forked((writer.buffers(plane.data) for plane in planes), self.reader)
+            chunks = (writer.pieces(plane.data) for plane in planes)
         return read_ahead(chunks, depth) if depth else chunks
 
 
@@ -316,6 +318,11 @@ class CanonicalWriter:
         rows = self._canonical(plane)
         step = max(1, self.piece_bytes // max(1, rows[0].nbytes)) if self.piece_bytes else len(rows)
         return [rows[start : start + step].tobytes() for start in range(0, len(rows), step)]
+
+    def buffers(self, plane: np.ndarray) -> list[memoryview]:
+        """The plane's canonical bytes as one byte view, without a copy to `bytes` (valid until the
+        next call)."""
+        return [memoryview(self._canonical(plane)).cast("B")]
 
     def _canonical(self, plane: np.ndarray) -> np.ndarray:
         """The plane as a C-contiguous array of its canonical dtype (the plane itself if it is one)."""
