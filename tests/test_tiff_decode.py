@@ -209,3 +209,22 @@ def test_the_views_tap_reads_in_this_process(compressed: dict[str, Path], fork_a
     with open_source(compressed["zstd"]) as source:
         reader = source.open_scene(source.scenes()[0])
         assert hash_planes(imagewalk.iter_planes(reader)).iscc_code == done.code.iscc_code
+
+
+def test_the_child_leaves_the_shared_file_position_alone(
+    compressed: dict[str, Path], fork_always: list[int]
+) -> None:
+    """The child shares the parent's file descriptor: it reads with pread, so the parent's buffered
+    reader still finds the position it left (the next scene of a file reads the right bytes)."""
+    with open_source(compressed["zstd"]) as source:
+        handle = source.tiff.filehandle
+        before = os.lseek(handle.fileno(), 0, os.SEEK_CUR)
+        reader = source.open_scene(source.scenes()[0])
+        code = hash_planes(imagewalk.iter_planes(reader)).iscc_code
+        assert len(fork_always) == 1
+        assert os.lseek(handle.fileno(), 0, os.SEEK_CUR) == before
+    os.environ["BIOISCC_FORK"] = "0"
+    try:
+        assert codes(compressed["zstd"])[0][0] == code
+    finally:
+        del os.environ["BIOISCC_FORK"]
