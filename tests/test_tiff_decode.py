@@ -124,7 +124,7 @@ def test_the_decoder_gives_tifffiles_pixels(
 
     ours = planes()
     assert ours[0].dtype.byteorder in (">", "|")  # decoded big-endian, for the hash
-    monkeypatch.setattr(tiff_source, "decodable", lambda keyframe: False)  # tifffile's asarray
+    monkeypatch.setattr(tiff_source, "page_decodable", lambda page: False)  # tifffile's asarray
     theirs = planes()
     assert theirs[0].dtype.byteorder in ("=", "<", "|")
     assert len(ours) == len(theirs) == data.size // (70 * 90)
@@ -228,3 +228,25 @@ def test_the_child_leaves_the_shared_file_position_alone(
         assert codes(compressed["zstd"])[0][0] == code
     finally:
         del os.environ["BIOISCC_FORK"]
+
+
+def test_a_page_with_missing_tiles_is_read_by_tifffile(tmp_path: Path) -> None:
+    """Empty tiles (byte count 0) are tifffile's nodata, as before: the decoder leaves such pages."""
+    data = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    path = tmp_path / "sparse.tif"
+    tifffile.imwrite(path, data, tile=(32, 32), compression="zstd")
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tiff:
+        tags = [tiff.pages[0].tags[name] for name in ("TileOffsets", "TileByteCounts")]
+    for tag in tags:  # tile 1 of 4: offset and byte count 0, as writers of sparse files leave it
+        size = tag.valuebytecount // tag.count
+        raw[tag.valueoffset + size : tag.valueoffset + 2 * size] = bytes(size)
+    path.write_bytes(bytes(raw))
+    with tifffile.TiffFile(path) as tiff:
+        assert tiff.pages[0].databytecounts[1] == 0
+        truth = tiff.asarray()
+        assert (truth[:32, 32:] == 0).all() and truth.any()
+    with open_source(path) as source:
+        reader = source.open_scene(source.scenes()[0])
+        (plane,) = list(imagewalk.iter_planes(reader))
+    np.testing.assert_array_equal(plane.data, truth)

@@ -18,7 +18,7 @@ from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..imagewalk import canonical_dtype
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
-from .tiff_segments import SegmentDecoder, decodable
+from .tiff_segments import SegmentDecoder, decodable, page_decodable
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -167,7 +167,7 @@ class PageScene:
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         page = self._page(t, c, z, extra)
-        return self._read(page, None, decodable(page.keyframe))
+        return self._read(page, None, page_decodable(page))
 
     def _zarr_view(self) -> Any:
         if self._rows_view is None:
@@ -201,7 +201,7 @@ class PageScene:
     def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         """Like `read`, decoded into one reused buffer (valid until the next call)."""
         page = self._page(t, c, z, extra)
-        segments = decodable(page.keyframe)
+        segments = page_decodable(page)
         shape, dtype = tuple(page.shape), np.dtype(page.dtype)
         if segments:
             dtype = canonical_dtype(dtype)

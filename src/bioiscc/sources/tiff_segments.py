@@ -41,6 +41,12 @@ def decodable(keyframe: Any) -> bool:
     )
 
 
+def page_decodable(page: Any) -> bool:
+    """True when this page is decoded here: `decodable`, and none of its strips or tiles is missing
+    (tifffile fills missing ones with the nodata value)."""
+    return decodable(page.keyframe) and all(page.databytecounts)
+
+
 class SegmentDecoder:
     """Decodes pages of one TIFF into big-endian arrays, reusing its read buffer."""
 
@@ -55,8 +61,6 @@ class SegmentDecoder:
         """
         keyframe = page.keyframe
         offsets, counts = page.dataoffsets, page.databytecounts
-        if not all(counts):
-            raise ValueError("missing strips or tiles")  # tifffile fills them with nodata
         target = canonical_dtype(np.dtype(keyframe.dtype))
         if out is None:
             out = np.empty(keyframe.shape, dtype=target)
