@@ -250,3 +250,31 @@ def test_a_page_with_missing_tiles_is_read_by_tifffile(tmp_path: Path) -> None:
         reader = source.open_scene(source.scenes()[0])
         (plane,) = list(imagewalk.iter_planes(reader))
     np.testing.assert_array_equal(plane.data, truth)
+
+
+@pytest.mark.parametrize(
+    "shape, options",
+    [
+        ((70, 90, 3), {"compression": "jpeg", "photometric": "rgb", "tile": (16, 32)}),
+        ((3, 70, 90), {"compression": "zstd", "photometric": "rgb", "planarconfig": "separate", "tile": (32, 16)}),
+        ((70, 90), {"compression": "zlib", "predictor": True, "rowsperstrip": 9}),
+        ((70, 90), {"compression": "lzw"}),  # one strip
+    ],
+)
+def test_rows_decode_only_their_segments_and_equal_the_plane(
+    tmp_path: Path, shape: tuple[int, ...], options: dict[str, Any]
+) -> None:
+    data = np.random.default_rng(5).integers(0, 250, size=shape).astype(np.uint8)
+    path = tmp_path / "rows.tif"
+    tifffile.imwrite(path, data, **{"photometric": "minisblack", **options})
+    with open_source(path) as source:
+        reader = source.open_scene(source.scenes()[0])
+        plane = reader.read(0, 0, 0, ())
+        want_rows = options["tile"][0] if "tile" in options else options.get("rowsperstrip", 70)
+        assert reader.chunk_rows == want_rows
+        for y0, y1 in [(0, 70), (0, 1), (15, 17), (31, 64), (69, 70), (9, 18)]:
+            before = reader.decoded_bytes
+            rows = reader.read_rows(0, 0, 0, (), y0, y1)
+            np.testing.assert_array_equal(rows, plane[y0:y1])
+            assert reader.decoded_bytes - before == rows.nbytes
+        assert reader._rows_view is None  # tifffile's zarr view was never needed

@@ -35,7 +35,7 @@ from .imagewalk import PlanePart
 FORK_MIN_BYTES = 64 * 1024 * 1024
 #: the shared ring: SLOTS slots of SLOT_BYTES, filled by the child, hashed from here
 SLOTS = 4
-SLOT_BYTES = 8 * 1024 * 1024
+SLOT_BYTES = 4 * 1024 * 1024
 #: bytes per `bytes` object handed to the hash
 PIECE_BYTES = 256 * 1024
 

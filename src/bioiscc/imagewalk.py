@@ -39,7 +39,7 @@ import queue
 import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterator
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -54,7 +54,7 @@ PIECE_BYTES = 256 * 1024
 #: A stored plane (all its samples) larger than this is hashed in row bands, if the reader can.
 BAND_PLANE_BYTES = 128 * 1024 * 1024
 #: Target size of one row band (of all samples).
-BAND_BYTES = 32 * 1024 * 1024
+BAND_BYTES = 16 * 1024 * 1024
 #: A band grows to whole stored chunk rows (each chunk decoded once) up to this size.
 CHUNK_ROW_LIMIT = 192 * 1024 * 1024
 
@@ -107,19 +107,22 @@ class PlaneWalk(Iterator[Plane]):
         )
         writer = CanonicalWriter(PIECE_BYTES)
         rows = band_height(self.reader)
-        chunks: Iterator[list[bytes]]
-        if rows:
-            chunks = _banded(self.reader, rows, writer)
-            depth = min(2, readahead_planes(self.reader))
-        else:
-            planes = _walk(self.reader, read, keep)
-            depth = readahead_planes(self.reader)
-            from .forked import can_fork, read_ahead_forked
+        depth = readahead_planes(self.reader)
+        from .forked import can_fork, read_ahead_forked
 
-            if depth and can_fork(self.reader, info.bytes):
-                # the child writes each plane to the pipe straight from its canonical array
-                return read_ahead_forked((writer.buffers(plane.data) for plane in planes), self.reader)
-            chunks = (writer.pieces(plane.data) for plane in planes)
+        forked = bool(depth) and can_fork(self.reader, info.bytes)
+        chunks: Iterator[list[Any]]
+        if rows:
+            # in a forked child, bands go to the shared slots straight from the canonical buffer
+            chunks = _banded(self.reader, rows, writer.buffers if forked else writer.pieces)
+            depth = min(2, depth)
+        elif forked:
+            # the child copies each plane into the shared slots straight from its canonical array
+            chunks = (writer.buffers(plane.data) for plane in _walk(self.reader, read, keep))
+        else:
+            chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
+        if forked:
+            return read_ahead_forked(chunks, self.reader)
         return read_ahead(chunks, depth) if depth else chunks
 
 
@@ -157,8 +160,12 @@ def band_height(reader: SceneReader) -> int:
     return min(height, rows)
 
 
-def _banded(reader: SceneReader, rows: int, writer: CanonicalWriter) -> Iterator[list[bytes]]:
-    """The canonical stream of a scene whose planes are read `rows` rows at a time."""
+def _banded(
+    reader: SceneReader, rows: int, pieces: Callable[[np.ndarray], list[Any]]
+) -> Iterator[list[Any]]:
+    """The canonical stream of a scene whose planes are read `rows` rows at a time; `pieces` makes
+    the canonical pieces of sample 0 of a band (`CanonicalWriter.pieces`, or `.buffers`)."""
+    spilled = CanonicalWriter()
     info = reader.info
     d = info.dims
     height, samples = d["Y"], d["S"]
@@ -173,8 +180,8 @@ def _banded(reader: SceneReader, rows: int, writer: CanonicalWriter) -> Iterator
                         y1 = min(height, y0 + rows)
                         band = _checked_rows(read_rows(t, c, z, e, y0, y1), info, y1 - y0)
                         for s in range(1, samples):
-                            spill.write(s - 1, writer.contiguous(band[:, :, s]))
-                        yield PlanePart(writer.pieces(band[:, :, 0]), ends_plane=y1 == height)
+                            spill.write(s - 1, spilled.contiguous(band[:, :, s]))
+                        yield PlanePart(pieces(band[:, :, 0]), ends_plane=y1 == height)
                 for s in range(1, samples):
                     for _ in inner:
                         yield from spill.read_plane(s - 1, info.plane_bytes, rows * info.plane_bytes // height)

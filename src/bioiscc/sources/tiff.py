@@ -18,7 +18,7 @@ from ..errors import InputError, SceneError, describe, import_reader, one_line
 from ..imagewalk import canonical_dtype
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
-from .tiff_segments import SegmentDecoder, decodable, page_decodable
+from .tiff_segments import SegmentDecoder, decodable, page_decodable, segment_rows
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -179,6 +179,9 @@ class PageScene:
     @property
     def chunk_rows(self) -> int | None:
         """Rows per stored strip or tile (what tifffile decodes at a time)."""
+        keyframe = self.series.keyframe
+        if decodable(keyframe) and segment_rows(keyframe):
+            return segment_rows(keyframe)  # without opening the zarr view (and zarr's thread)
         try:
             return int(self._zarr_view().chunks[list(self.series.axes).index("Y")])
         except Exception:  # no zarr view of this series: read_rows reads whole pages
@@ -186,6 +189,15 @@ class PageScene:
 
     def read_rows(self, t: int, c: int, z: int, extra: tuple[int, ...], y0: int, y1: int) -> np.ndarray:
         """Rows y0..y1 of a plane as (rows, X, S), decoding only the strips or tiles they lie in."""
+        page = self._page(t, c, z, extra)
+        if page_decodable(page):
+            try:
+                rows = self.segments.decode_rows(page, y0, y1)
+            except Exception as exc:
+                raise SceneError(f"page {page.index}, rows {y0}-{y1}: {describe(exc)}") from exc
+            if rows is not None:
+                self.decoded_bytes += rows.nbytes
+                return rows
         position = plane_position(t, c, z, self.extra_axes, extra)
         try:
             view = self._zarr_view()

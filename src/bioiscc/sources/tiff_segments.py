@@ -47,6 +47,16 @@ def page_decodable(page: Any) -> bool:
     return decodable(page.keyframe) and all(page.databytecounts)
 
 
+def segment_rows(keyframe: Any) -> int | None:
+    """Rows per strip or tile row of a 2D page whose segments `SegmentDecoder.decode_rows` can pick
+    (strips or tiles in the order samples, rows, columns), else None."""
+    if keyframe.imagedepth != 1:
+        return None
+    length = keyframe.imagelength
+    rows = keyframe.tilelength if keyframe.is_tiled else (keyframe.rowsperstrip or length)
+    return max(1, min(int(rows), length))
+
+
 class SegmentDecoder:
     """Decodes pages of one TIFF into big-endian arrays, reusing its read buffer."""
 
@@ -60,35 +70,68 @@ class SegmentDecoder:
         `out`, if given, must be a C-contiguous array of that shape and dtype; it is decoded into.
         """
         keyframe = page.keyframe
-        offsets, counts = page.dataoffsets, page.databytecounts
-        target = canonical_dtype(np.dtype(keyframe.dtype))
         if out is None:
-            out = np.empty(keyframe.shape, dtype=target)
-        result = out.reshape(keyframe.shaped)
+            out = np.empty(keyframe.shape, dtype=canonical_dtype(np.dtype(keyframe.dtype)))
+        self._decode_into(page, out.reshape(keyframe.shaped), range(len(page.dataoffsets)), 0)
+        return out
+
+    def decode_rows(self, page: Any, y0: int, y1: int) -> np.ndarray | None:
+        """Rows y0..y1 of a 2D page as (rows, X, S), big-endian, decoding only the strips or tiles
+        they lie in; None when the page's segments are not laid out as `segment_rows` expects."""
+        keyframe = page.keyframe
+        rows = segment_rows(keyframe)
+        if rows is None:
+            return None
+        separate, _, length, width, contig = keyframe.shaped
+        across = math.ceil(width / keyframe.tilewidth) if keyframe.is_tiled else 1
+        down = math.ceil(length / rows)
+        if len(page.dataoffsets) != separate * down * across:
+            return None
+        first, last = y0 // rows, (y1 - 1) // rows
+        indices = [
+            (sample * down + row) * across + column
+            for sample in range(separate)
+            for row in range(first, last + 1)
+            for column in range(across)
+        ]
+        top = first * rows
+        band = np.empty(
+            (separate, 1, min(length, (last + 1) * rows) - top, width, contig),
+            dtype=canonical_dtype(np.dtype(keyframe.dtype)),
+        )
+        self._decode_into(page, band, indices, top)
+        wanted = band[:, 0, y0 - top : y1 - top]  # (separate, rows, X, contig)
+        return np.moveaxis(wanted[..., 0], 0, -1) if separate > 1 else wanted[0]
+
+    def _decode_into(self, page: Any, result: np.ndarray, indices: Any, top: int) -> None:
+        """Decode the segments `indices` of `page` into `result` (tifffile's `shaped` layout, its
+        rows starting at row `top` of the page)."""
+        keyframe = page.keyframe
         decode_args: dict[str, Any] = {"_fullsize": False}
         if keyframe.compression in (6, 7, 34892, 33007):  # the JPEG family
             decode_args["jpegtables"] = page.jpegtables
             decode_args["jpegheader"] = keyframe.jpegheader
         depth, length, width = keyframe.imagedepth, keyframe.imagelength, keyframe.imagewidth
-        for index, data in self._segments(offsets, counts):
+        offsets, counts = page.dataoffsets, page.databytecounts
+        for index, data in self._segments([(i, offsets[i], counts[i]) for i in indices]):
             segment, (s, d, h, w, _), shape = keyframe.decode(data, index, **decode_args)
-            result[s, d : d + shape[0], h : h + shape[1], w : w + shape[2]] = segment[
+            result[s, d : d + shape[0], h - top : h - top + shape[1], w : w + shape[2]] = segment[
                 : depth - d, : length - h, : width - w
             ]
-        return out
 
-    def _segments(self, offsets: tuple[int, ...], counts: tuple[int, ...]) -> Any:
-        """(index, bytes) of each strip or tile in file order: one read when they lie together."""
-        start = min(offsets)
-        span = max(o + c for o, c in zip(offsets, counts, strict=True)) - start
-        together = span <= READ_AT_ONCE and span <= 2 * sum(counts)
+    def _segments(self, wanted: list[tuple[int, int, int]]) -> Any:
+        """(index, bytes) of each (index, offset, count) in file order: one read when they lie
+        together."""
+        wanted = sorted(wanted, key=lambda item: item[1])
+        start = wanted[0][1]
+        span = max(offset + count for _, offset, count in wanted) - start
+        together = span <= READ_AT_ONCE and span <= 2 * sum(count for _, _, count in wanted)
         if together:
             if len(self.raw) < span:
                 self.raw = bytearray(span)
             view = memoryview(self.raw)
             self._read_into(view[:span], start)
-        for index in sorted(range(len(offsets)), key=offsets.__getitem__):
-            offset, count = offsets[index], counts[index]
+        for index, offset, count in wanted:
             if together:
                 yield index, view[offset - start : offset - start + count]
             else:
