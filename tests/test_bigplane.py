@@ -41,7 +41,9 @@ def force_bands(patch: pytest.MonkeyPatch, band_bytes: int) -> None:
 
 
 @pytest.mark.parametrize("readahead", ["0", "1"])
-@pytest.mark.parametrize("name", ["rgb_t2c2.ome.tif", "rgb.ome.tif", "img5d_u16.ome.tif", "img5d_v04.ome.zarr"])
+@pytest.mark.parametrize(
+    "name", ["rgb_t2c2.ome.tif", "rgb.ome.tif", "img5d_u16.ome.tif", "img5d_v04.ome.zarr"]
+)
 def test_bands_give_the_codes_and_simprints_of_whole_planes(
     vectors_dir: Path, expected: dict, monkeypatch: pytest.MonkeyPatch, name: str, readahead: str
 ) -> None:
@@ -170,7 +172,16 @@ def test_a_large_interleaved_plane_hashes_in_a_fraction_of_its_size(
     # a fixed mmap threshold: freed bands go back to the system, the peak shows what is held at once
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20), "BIOISCC_FORK": fork}
     done = subprocess.run(
-        [sys.executable, "-c", LAUNCH, sys.executable, "-c", PEAK, str(vectors_dir / "rgb.ome.tif"), str(big_plane)],
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            sys.executable,
+            "-c",
+            PEAK,
+            str(vectors_dir / "rgb.ome.tif"),
+            str(big_plane),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -179,8 +190,10 @@ def test_a_large_interleaved_plane_hashes_in_a_fraction_of_its_size(
     assert done.returncode == 0, done.stderr
     status, code, growth, child_growth = json.loads(done.stdout)
     plane_bytes = SIDE * SIDE * 3
-    print(f"{plane_bytes / 1e6:.0f} MB plane, fork={fork}: peak RSS grew by {growth / 1e6:.0f} MB here, "
-          f"{child_growth / 1e6:.0f} MB in a reading child")
+    print(
+        f"{plane_bytes / 1e6:.0f} MB plane, fork={fork}: peak RSS grew by {growth / 1e6:.0f} MB here, "
+        f"{child_growth / 1e6:.0f} MB in a reading child"
+    )
     assert status == "ok"
     # both processes together (the shared slots counted twice); the whole-plane path grew by 350 MB
     assert growth + max(0, child_growth) < plane_bytes / 2

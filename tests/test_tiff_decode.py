@@ -94,7 +94,10 @@ def test_compressed_pages_give_the_vector_code_with_and_without_fork(
     "dtype, options",
     [
         ("uint8", {"compression": "jpeg", "photometric": "rgb", "tile": (64, 64)}),
-        ("uint8", {"compression": "zstd", "photometric": "rgb", "planarconfig": "separate", "tile": (32, 32)}),
+        (
+            "uint8",
+            {"compression": "zstd", "photometric": "rgb", "planarconfig": "separate", "tile": (32, 32)},
+        ),
         ("float32", {"compression": "zlib", "predictor": 3, "rowsperstrip": 9}),
         ("int16", {"compression": "lzw", "predictor": 2, "tile": (48, 16)}),
         ("uint32", {"compression": "zstd"}),
@@ -256,7 +259,10 @@ def test_a_page_with_missing_tiles_is_read_by_tifffile(tmp_path: Path) -> None:
     "shape, options",
     [
         ((70, 90, 3), {"compression": "jpeg", "photometric": "rgb", "tile": (16, 32)}),
-        ((3, 70, 90), {"compression": "zstd", "photometric": "rgb", "planarconfig": "separate", "tile": (32, 16)}),
+        (
+            (3, 70, 90),
+            {"compression": "zstd", "photometric": "rgb", "planarconfig": "separate", "tile": (32, 16)},
+        ),
         ((70, 90), {"compression": "zlib", "predictor": True, "rowsperstrip": 9}),
         ((70, 90), {"compression": "lzw"}),  # one strip
     ],

@@ -98,7 +98,16 @@ def read_ahead_forked(chunks: Iterator[list[Any]], reader: Any) -> Generator[lis
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        os.waitpid(pid, 0)
+        _, _, usage = os.wait4(pid, 0)
+        if os.environ.get("BIOISCC_STATS") == "1":
+            import resource
+
+            own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            print(
+                f"bioiscc: stats: forked reader peak_rss_kib={usage.ru_maxrss} hashing process "
+                f"peak_rss_kib={own}",
+                file=sys.stderr,
+            )
         os.close(free)
         view.release()
         ring.close()

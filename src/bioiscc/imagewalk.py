@@ -111,7 +111,7 @@ class PlaneWalk(Iterator[Plane]):
         from .forked import can_fork, read_ahead_forked
 
         forked = bool(depth) and can_fork(self.reader, info.bytes)
-        chunks: Iterator[list[Any]]
+        chunks: Generator[list[Any], None, None]
         if rows:
             # in a forked child, bands go to the shared slots straight from the canonical buffer
             chunks = _banded(self.reader, rows, writer.buffers if forked else writer.pieces)
@@ -162,7 +162,7 @@ def band_height(reader: SceneReader) -> int:
 
 def _banded(
     reader: SceneReader, rows: int, pieces: Callable[[np.ndarray], list[Any]]
-) -> Iterator[list[Any]]:
+) -> Generator[list[Any], None, None]:
     """The canonical stream of a scene whose planes are read `rows` rows at a time; `pieces` makes
     the canonical pieces of sample 0 of a band (`CanonicalWriter.pieces`, or `.buffers`)."""
     spilled = CanonicalWriter()
@@ -184,7 +184,9 @@ def _banded(
                         yield PlanePart(pieces(band[:, :, 0]), ends_plane=y1 == height)
                 for s in range(1, samples):
                     for _ in inner:
-                        yield from spill.read_plane(s - 1, info.plane_bytes, rows * info.plane_bytes // height)
+                        yield from spill.read_plane(
+                            s - 1, info.plane_bytes, rows * info.plane_bytes // height
+                        )
 
 
 class _Spill:
@@ -205,7 +207,7 @@ class _Spill:
             file.close()
 
     def write(self, index: int, data: np.ndarray) -> None:
-        self.files[index].write(memoryview(data).cast("B"))
+        self.files[index].write(data.data.cast("B"))
 
     def read_plane(self, index: int, size: int, part_bytes: int) -> Iterator[PlanePart]:
         """The next `size` bytes (one plane) of spilled sample `index`, in parts of about `part_bytes`."""
@@ -329,7 +331,7 @@ class CanonicalWriter:
     def buffers(self, plane: np.ndarray) -> list[memoryview]:
         """The plane's canonical bytes as one byte view, without a copy to `bytes` (valid until the
         next call)."""
-        return [memoryview(self._canonical(plane)).cast("B")]
+        return [self._canonical(plane).data.cast("B")]
 
     def _canonical(self, plane: np.ndarray) -> np.ndarray:
         """The plane as a C-contiguous array of its canonical dtype (the plane itself if it is one)."""
