@@ -284,3 +284,14 @@ def test_rows_decode_only_their_segments_and_equal_the_plane(
             np.testing.assert_array_equal(rows, plane[y0:y1])
             assert reader.decoded_bytes - before == rows.nbytes
         assert reader._rows_view is None  # tifffile's zarr view was never needed
+
+
+def test_an_error_that_does_not_pickle_back_arrives_as_a_scene_error(fork_always: list[int]) -> None:
+    from bioiscc.errors import InputError, SceneError
+
+    def chunks() -> Iterator[list[Any]]:
+        yield [b"x"]
+        raise InputError("a.tif", "went away")  # its constructor takes two arguments
+
+    with pytest.raises(SceneError, match="InputError: a.tif: went away"):
+        list(forked.read_ahead_forked(chunks(), object()))

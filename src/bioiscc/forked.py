@@ -29,6 +29,7 @@ import threading
 from collections.abc import Generator, Iterator
 from typing import Any
 
+from .errors import SceneError, describe
 from .imagewalk import PlanePart
 
 #: scenes smaller than this are not worth a fork
@@ -130,10 +131,7 @@ def _produce(chunks: Iterator[list[Any]], reader: Any, ring: mmap.mmap, free: in
     except BrokenPipeError:
         code = 1  # the parent stopped reading
     except BaseException as exc:
-        try:
-            message = pickle.dumps(exc)
-        except Exception:
-            message = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        message = _portable(exc)
         try:
             _write(fd, HEADER.pack(ERROR, 0, 0, len(message)))
             _write(fd, message)
@@ -142,6 +140,18 @@ def _produce(chunks: Iterator[list[Any]], reader: Any, ring: mmap.mmap, free: in
         code = 1
     finally:
         os._exit(code)
+
+
+def _portable(exc: BaseException) -> bytes:
+    """The exception pickled so that the parent can raise it; if it does not survive the round
+    trip (an exception whose constructor takes other arguments than its `args`), a `SceneError`
+    with its one-line description."""
+    try:
+        message = pickle.dumps(exc)
+        pickle.loads(message)
+        return message
+    except Exception:
+        return pickle.dumps(SceneError(describe(exc)))
 
 
 def _send(views: list[memoryview], ends: int, ring: mmap.mmap, free: int, fd: int) -> None:
