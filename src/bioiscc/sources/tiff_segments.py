@@ -1,12 +1,12 @@
 """Compressed TIFF pages decoded straight into a big-endian plane, for the hash.
 
 tifffile's `TiffPage.asarray` reads a page's strips or tiles into freshly allocated buffers (about
-one page fault per 4 KiB decoded: half its time on a zstd-tiled OME-TIFF), decodes into the native
-byte order, and the hash then byte-swaps in a second pass. Here the page's compressed bytes are read
-with one `readinto` into a reused buffer, each strip or tile is decoded by tifffile's own decode
-function (codec, predictor, JPEG tables: all tifffile's), and the copy into the output also writes
-the big-endian bytes the canonical stream needs. Less work, and fewer, longer stretches without the
-GIL, which is what lets the read-ahead thread decode while the hash runs.
+one page fault per 4 KiB decoded: half its CPU time on a zstd-tiled OME-TIFF), decodes into the
+native byte order, and the hash then byte-swaps in a second pass. Here the page's compressed bytes
+are read with one `preadv` into a reused buffer, each strip or tile is decoded by tifffile's own
+decode function (codec, predictor, JPEG tables: all tifffile's), and the copy into the output also
+writes the big-endian bytes the canonical stream needs. `decode_rows` does the same for the strips
+or tiles that hold some rows of a page, for planes too large to decode whole.
 
 Used for compressed pages only; uncompressed ones, NDPI's whole-strip JPEG and pages with missing
 strips or tiles are left to `asarray`.
