@@ -42,7 +42,7 @@ def force_bands(patch: pytest.MonkeyPatch, band_bytes: int) -> None:
 
 @pytest.mark.parametrize("readahead", ["0", "1"])
 @pytest.mark.parametrize(
-    "name", ["rgb_t2c2.ome.tif", "rgb.ome.tif", "img5d_u16.ome.tif", "img5d_v04.ome.zarr"]
+    "name", ["rgb_t2c2.ome.tif", "rgb.ome.tif", "img5d_u16.ome.tif", "img5d_digits.ome.zarr"]
 )
 def test_bands_give_the_codes_and_simprints_of_whole_planes(
     vectors_dir: Path, expected: dict, monkeypatch: pytest.MonkeyPatch, name: str, readahead: str
@@ -199,3 +199,17 @@ def test_a_large_interleaved_plane_hashes_in_a_fraction_of_its_size(
     assert growth + max(0, child_growth) < plane_bytes / 2
     assert (child_growth > 0) == (fork == "1")
     assert code == whole_plane_code(big_plane)
+
+
+def test_zarr_chunks_spanning_planes_are_not_read_in_bands(
+    vectors_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bands of a chunk that holds several planes would decode it once per plane: such scenes keep
+    reading whole planes through the block cache (read amplification 1)."""
+    monkeypatch.setattr(imagewalk, "BAND_PLANE_BYTES", 0)
+    with open_source(vectors_dir / "img5d_v04_chunky.ome.zarr") as source:  # chunks (2, 2, 3, 32, 32)
+        reader = source.open_scene(source.scenes()[0])
+        assert imagewalk.band_height(reader) == 0
+    with open_source(vectors_dir / "img5d_digits.ome.zarr") as source:  # one plane per chunk
+        reader = source.open_scene(source.scenes()[0])
+        assert imagewalk.band_height(reader) > 0

@@ -151,6 +151,8 @@ def band_height(reader: SceneReader) -> int:
     stored_bytes = info.plane_bytes * info.dims["S"]
     if stored_bytes <= BAND_PLANE_BYTES or not callable(getattr(reader, "read_rows", None)):
         return 0
+    if not getattr(reader, "rows_decode_once", True):
+        return 0  # bands would decode chunks that span several planes again for each plane
     height = info.dims["Y"]
     row_bytes = max(1, stored_bytes // height)
     rows = max(1, BAND_BYTES // row_bytes)
