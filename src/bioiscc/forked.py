@@ -144,8 +144,8 @@ def _produce(chunks: Iterator[list[Any]], reader: Any, ring: mmap.mmap, free: in
 
 def _portable(exc: BaseException) -> bytes:
     """The exception pickled so that the parent can raise it; if it does not survive the round
-    trip (an exception whose constructor takes other arguments than its `args`), a `SceneError`
-    with its one-line description."""
+    trip (it holds something unpicklable, or its constructor takes other arguments than its
+    `args`), a `SceneError` with its one-line description."""
     try:
         message = pickle.dumps(exc)
         pickle.loads(message)
