@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BioisccError, InputError, describe
-from .imagewalk import PlaneWalk, plane_order
+from .imagewalk import PlaneWalk, ends_plane, plane_order
 from .locations import redact
 from .scene import SceneInfo, SceneReader, Source
 
@@ -278,12 +278,14 @@ class _DigestingWalk(PlaneWalk):
 
     def canonical(self) -> Generator[list[bytes], None, None]:
         inner = super().canonical()
+        digest = hashlib.blake2b(digest_size=16)
         try:
             for pieces in inner:
-                digest = hashlib.blake2b(digest_size=16)
                 for piece in pieces:
                     digest.update(piece)
-                self.digests.append(digest.hexdigest())
+                if ends_plane(pieces):  # a large plane comes in row bands
+                    self.digests.append(digest.hexdigest())
+                    digest = hashlib.blake2b(digest_size=16)
                 yield pieces
         finally:
             inner.close()

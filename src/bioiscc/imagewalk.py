@@ -14,6 +14,16 @@ Two optional reader attributes make it fast; the stream is the same with or with
   turns the thread off, so that a job that declares one thread uses one core.
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
+- `fork_readahead: bool`: the reading may run in a forked process instead of a thread
+  (`bioiscc.forked`: no GIL shared with the hash; TIFF pages of compressed strips or tiles).
+
+A stored plane larger than BAND_PLANE_BYTES (a whole-slide image) is hashed in row bands when its
+reader has `read_rows`: the canonical stream is row-major per plane, so bands in order are the same
+bytes. Its samples are interleaved (Y, X, S) but walked one after the other, so the bands of samples
+1..S-1 are spilled, as canonical bytes, to a temporary file (in TMPDIR, deleted when closed, and by
+the system should the process die) while sample 0 is hashed, then hashed from there: each stored
+byte is decoded once and memory stays at a few bands. Such a plane then reaches the hash as several
+`PlanePart`s, the last one marked `ends_plane`.
 
 iscc_sum's `update()` holds the GIL while it hashes, so the read-ahead thread gets the GIL back
 only between two updates. Hashing a plane in pieces lets it in after a piece rather than after a
@@ -26,8 +36,10 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterator
+from typing import IO, Any
 
 import numpy as np
 
@@ -40,6 +52,12 @@ IMAGEWALK_VERSION = "1"
 SAMPLE_CACHE_BYTES = 512 * 1024 * 1024
 #: Size of the pieces a plane's canonical bytes are hashed in.
 PIECE_BYTES = 256 * 1024
+#: A stored plane (all its samples) larger than this is hashed in row bands, if the reader can.
+BAND_PLANE_BYTES = 128 * 1024 * 1024
+#: Target size of one row band (of all samples).
+BAND_BYTES = 16 * 1024 * 1024
+#: A band grows to whole stored chunk rows (each chunk decoded once) up to this size.
+CHUNK_ROW_LIMIT = 192 * 1024 * 1024
 
 ReadPlane = Callable[[int, int, int, tuple[int, ...]], np.ndarray]
 
@@ -90,9 +108,137 @@ class PlaneWalk(Iterator[Plane]):
             self.reader.read if keep else getattr(self.reader, "read_transient", self.reader.read)
         )
         writer = CanonicalWriter(PIECE_BYTES)
-        chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
+        rows = band_height(self.reader)
         depth = readahead_planes(self.reader)
+        from .forked import can_fork, read_ahead_forked
+
+        forked = bool(depth) and can_fork(self.reader, info.bytes)
+        chunks: Generator[list[Any], None, None]
+        if rows:
+            # in a forked child, bands go to the shared slots straight from the canonical buffer
+            chunks = _banded(self.reader, rows, writer.buffers if forked else writer.pieces)
+            depth = min(2, depth)
+        elif forked:
+            # the child copies each plane into the shared slots straight from its canonical array
+            chunks = (writer.buffers(plane.data) for plane in _walk(self.reader, read, keep))
+        else:
+            chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
+        if forked:
+            return read_ahead_forked(chunks, self.reader)
         return read_ahead(chunks, depth) if depth else chunks
+
+
+class PlanePart(list[bytes]):
+    """Canonical pieces of part of a plane (a row band); `ends_plane` is set on its last part.
+
+    Whole planes reach the hash as plain lists: `ends_plane()` is True for them.
+    """
+
+    def __init__(self, pieces: list[bytes], ends_plane: bool) -> None:
+        super().__init__(pieces)
+        self.ends_plane = ends_plane
+
+
+def ends_plane(chunk: list[bytes]) -> bool:
+    """True when an item of `PlaneWalk.canonical()` completes a plane."""
+    return bool(getattr(chunk, "ends_plane", True))
+
+
+def band_height(reader: SceneReader) -> int:
+    """Rows per band when the stored planes of this reader are hashed in bands, else 0.
+
+    Whole stored chunk rows (each chunk decoded once) up to CHUNK_ROW_LIMIT, else BAND_BYTES.
+    """
+    info = reader.info
+    stored_bytes = info.plane_bytes * info.dims["S"]
+    if stored_bytes <= BAND_PLANE_BYTES or not callable(getattr(reader, "read_rows", None)):
+        return 0
+    if not getattr(reader, "rows_decode_once", True):
+        return 0  # bands would decode chunks that span several planes again for each plane
+    height = info.dims["Y"]
+    row_bytes = max(1, stored_bytes // height)
+    rows = max(1, BAND_BYTES // row_bytes)
+    chunk = getattr(reader, "chunk_rows", None)
+    if chunk and chunk * row_bytes <= CHUNK_ROW_LIMIT:
+        rows = max(1, rows // chunk) * chunk
+    return min(height, rows)
+
+
+def _banded(
+    reader: SceneReader, rows: int, pieces: Callable[[np.ndarray], list[Any]]
+) -> Generator[list[Any], None, None]:
+    """The canonical stream of a scene whose planes are read `rows` rows at a time; `pieces` makes
+    the canonical pieces of sample 0 of a band (`CanonicalWriter.pieces`, or `.buffers`)."""
+    spilled = CanonicalWriter()
+    info = reader.info
+    d = info.dims
+    height, samples = d["Y"], d["S"]
+    read_rows: Callable[..., np.ndarray] = reader.read_rows  # type: ignore[attr-defined]
+    extras = list(itertools.product(*(range(n) for n in info.extra_dims.values())))
+    inner = [(t, e) for t in range(d["T"]) for e in extras]
+    for z in range(d["Z"]):
+        for c in range(d["C"]):
+            with _Spill(samples - 1) as spill:
+                for t, e in inner:
+                    for y0 in range(0, height, rows):
+                        y1 = min(height, y0 + rows)
+                        band = _checked_rows(read_rows(t, c, z, e, y0, y1), info, y1 - y0)
+                        for s in range(1, samples):
+                            spill.write(s - 1, spilled.contiguous(band[:, :, s]))
+                        yield PlanePart(pieces(band[:, :, 0]), ends_plane=y1 == height)
+                for s in range(1, samples):
+                    for _ in inner:
+                        yield from spill.read_plane(
+                            s - 1, info.plane_bytes, rows * info.plane_bytes // height
+                        )
+
+
+class _Spill:
+    """One temporary file per spilled sample, written in walk order, then read back once in order."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.files: list[IO[bytes]] = []
+        self.rewound: set[int] = set()
+
+    def __enter__(self) -> _Spill:
+        # unnamed (O_TMPFILE or unlinked at once): its space is freed on close, on any exit
+        self.files = [tempfile.TemporaryFile() for _ in range(self.count)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for file in self.files:
+            file.close()
+
+    def write(self, index: int, data: np.ndarray) -> None:
+        self.files[index].write(data.data.cast("B"))
+
+    def read_plane(self, index: int, size: int, part_bytes: int) -> Iterator[PlanePart]:
+        """The next `size` bytes (one plane) of spilled sample `index`, in parts of about `part_bytes`."""
+        file = self.files[index]
+        if index not in self.rewound:
+            file.seek(0)
+            self.rewound.add(index)
+        per_part = max(1, part_bytes // PIECE_BYTES)
+        left = size
+        while left:
+            pieces: list[bytes] = []
+            while left and len(pieces) < per_part:
+                data = file.read(min(PIECE_BYTES, left))
+                if not data:
+                    raise OSError("the temporary file of an interleaved plane ended early")
+                pieces.append(data)
+                left -= len(data)
+            yield PlanePart(pieces, ends_plane=not left)
+
+
+def _checked_rows(band: np.ndarray, info: SceneInfo, rows: int) -> np.ndarray:
+    want = (rows, info.dims["X"], info.dims["S"])
+    if band.shape != want:
+        raise ValueError(f"reader returned rows of shape {band.shape}, expected {want}")
+    if band.dtype.newbyteorder("=") != np.dtype(info.dtype).newbyteorder("="):
+        raise ValueError(f"reader returned dtype {band.dtype}, expected {info.dtype}")
+    return band
 
 
 #: threads a walk may use (None: as many as help, today 2); set by use_threads
@@ -182,10 +328,19 @@ class CanonicalWriter:
     def __call__(self, plane: np.ndarray) -> bytes:
         return self._canonical(plane).tobytes()
 
+    def contiguous(self, plane: np.ndarray) -> np.ndarray:
+        """The plane's canonical bytes as an array (valid until the next call)."""
+        return self._canonical(plane)
+
     def pieces(self, plane: np.ndarray) -> list[bytes]:
         rows = self._canonical(plane)
         step = max(1, self.piece_bytes // max(1, rows[0].nbytes)) if self.piece_bytes else len(rows)
         return [rows[start : start + step].tobytes() for start in range(0, len(rows), step)]
+
+    def buffers(self, plane: np.ndarray) -> list[memoryview]:
+        """The plane's canonical bytes as one byte view, without a copy to `bytes` (valid until the
+        next call)."""
+        return [self._canonical(plane).data.cast("B")]
 
     def _canonical(self, plane: np.ndarray) -> np.ndarray:
         """The plane as a C-contiguous array of its canonical dtype (the plane itself if it is one)."""

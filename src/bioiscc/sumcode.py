@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .imagewalk import PlaneWalk, canonical_bytes
+from .imagewalk import PlaneWalk, canonical_bytes, ends_plane
 from .scene import Plane
 
 if TYPE_CHECKING:
@@ -100,8 +100,9 @@ def hash_planes(
 ) -> SumCode:
     """ISCC-SUM over the canonical bytes of `planes`, in the order given.
 
-    `progress`, if given, is called with the byte count of each plane once it is hashed. With
-    BIOISCC_STATS=1 a line of statistics (bytes decoded and hashed, seconds) goes to stderr.
+    `progress`, if given, is called with the byte count of each plane (or row band of a large plane)
+    once it is hashed. With BIOISCC_STATS=1 a line of statistics (bytes decoded and hashed, seconds)
+    goes to stderr.
     """
     started = time.perf_counter()
     processor = _iscc_sum_processor()
@@ -109,18 +110,29 @@ def hash_planes(
     total = 0
     count = 0
     stream = _canonical_stream(planes)
+    plane_size = 0
+    plane_prints: DataCodeProcessor | None = None
     try:
         for pieces in stream:
             # update() holds the GIL; reading and byte-swapping run in the walk's read-ahead thread.
             for piece in pieces:
                 processor.update(piece)
             size = sum(len(piece) for piece in pieces)
+            plane_size += size
             if prints is not None:
-                prints.append(Simprint(plane_simprint(pieces), count, size))
-            total += size
-            count += 1
+                plane_prints = plane_prints or _data_code_processor()
+                for piece in pieces:
+                    plane_prints.update(piece)
             if progress is not None:
                 progress(size)
+            if not ends_plane(pieces):
+                continue  # a row band of a large plane: the plane goes on
+            if plane_prints is not None and prints is not None:
+                digest = plane_prints.result()["digest"]
+                prints.append(Simprint(base64.b64encode(digest).decode("ascii"), count, plane_size))
+            total += plane_size
+            count += 1
+            plane_size, plane_prints = 0, None
     finally:
         stream.close()  # stops the read-ahead thread when hashing fails
     result = processor.result(wide=wide, add_units=True)

@@ -102,6 +102,13 @@ class ChunkedArrayScene:
         return self._plane(t, c, z, extra, reuse=False)
 
     @property
+    def rows_decode_once(self) -> bool:
+        """True when `read_rows` decodes each chunk once per walk: chunks hold one plane each (a
+        chunk spanning several planes would be decoded again for each; the walk then reads whole
+        planes through the block cache)."""
+        return all(self.block_extent[i] == 1 for i in self.outer)
+
+    @property
     def chunk_rows(self) -> int | None:
         """Rows per stored chunk (per shard, for sharded arrays: the unit that is decoded)."""
         chunks = getattr(self.array, "shards", None) or getattr(self.array, "chunks", None)

@@ -134,6 +134,8 @@ class CziMosaicScene:
     """A CZI mosaic scene read with libCZI one stitched plane (or row band) per call."""
 
     readahead_planes = READAHEAD_PLANES
+    #: tiles overlap, so row bands would decode some twice: the hash reads whole stitched planes
+    rows_decode_once = False
 
     def __init__(self, info: SceneInfo, mosaic: CziMosaic, bgr: bool) -> None:
         self.info = info

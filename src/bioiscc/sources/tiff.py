@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, SceneError, describe, import_reader, one_line
+from ..imagewalk import canonical_dtype
 from ..scene import SceneInfo, SceneReader, Source, make_dims, plane_position
 from . import tiff_format
 from .arrays import PLANE_AXES, ChunkedArrayScene, slice_rows, split_axes
 from .integrity import ome_tiff_damage, tiff_page_damage
+from .tiff_segments import SegmentDecoder, decodable, page_decodable, segment_rows
 
 # tifffile axis letters that IMAGEWALK treats as extra dimensions keep their letter.
 TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -148,7 +150,8 @@ class PageScene:
     """Planes of a one-plane-per-page series: plane (t, c, z, extra) is one page read.
 
     Each page holds one plane and is decoded once. `decoded_bytes` counts the pixels decoded, as
-    ChunkedArrayScene does (the padding of edge tiles is not counted).
+    ChunkedArrayScene does (the padding of edge tiles is not counted). Compressed pages are decoded
+    by `SegmentDecoder` into big-endian planes (the canonical bytes, without a second pass).
     """
 
     #: planes the walk may read ahead in a thread (tifffile reads under its own file lock)
@@ -166,9 +169,13 @@ class PageScene:
         self.decoded_bytes = 0
         self.buffer: np.ndarray | None = None
         self._rows_view: Any = None  # tifffile's zarr view of the series, opened for read_rows
+        self.segments = SegmentDecoder(series.parent.filehandle)
+        #: compressed pages decode in a forked process while this one hashes (bioiscc.forked)
+        self.fork_readahead = decodable(series.keyframe)
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
-        return self._read(self._page(t, c, z, extra), None)
+        page = self._page(t, c, z, extra)
+        return self._read(page, None, page_decodable(page))
 
     def _zarr_view(self) -> Any:
         if self._rows_view is None:
@@ -180,6 +187,9 @@ class PageScene:
     @property
     def chunk_rows(self) -> int | None:
         """Rows per stored strip or tile (what tifffile decodes at a time)."""
+        keyframe = self.series.keyframe
+        if decodable(keyframe) and segment_rows(keyframe):
+            return segment_rows(keyframe)  # without opening the zarr view (and zarr's thread)
         try:
             return int(self._zarr_view().chunks[list(self.series.axes).index("Y")])
         except Exception:  # no zarr view of this series: read_rows reads whole pages
@@ -187,23 +197,37 @@ class PageScene:
 
     def read_rows(self, t: int, c: int, z: int, extra: tuple[int, ...], y0: int, y1: int) -> np.ndarray:
         """Rows y0..y1 of a plane as (rows, X, S), decoding only the strips or tiles they lie in."""
+        page = self._page(t, c, z, extra)
+        if page_decodable(page):
+            try:
+                rows = self.segments.decode_rows(page, y0, y1)
+            except Exception as exc:
+                raise SceneError(f"page {page.index}, rows {y0}-{y1}: {describe(exc)}") from exc
+            if rows is not None:
+                self.decoded_bytes += rows.nbytes
+                return rows
         position = plane_position(t, c, z, self.extra_axes, extra)
         try:
             view = self._zarr_view()
         except Exception:
             return self.read(t, c, z, extra)[y0:y1]
         try:
-            return slice_rows(view, list(self.series.axes), position, y0, y1)
+            rows = slice_rows(view, list(self.series.axes), position, y0, y1)
         except Exception as exc:
             raise SceneError(f"rows {y0}-{y1} of plane t={t} c={c} z={z}: {describe(exc)}") from exc
+        self.decoded_bytes += rows.nbytes
+        return rows
 
     def read_transient(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         """Like `read`, decoded into one reused buffer (valid until the next call)."""
         page = self._page(t, c, z, extra)
+        segments = page_decodable(page)
         shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+        if segments:
+            dtype = canonical_dtype(dtype)
         if self.buffer is None or self.buffer.shape != shape or self.buffer.dtype != dtype:
             self.buffer = np.empty(shape, dtype=dtype)
-        return self._read(page, self.buffer)
+        return self._read(page, self.buffer, segments)
 
     def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
         position = plane_position(t, c, z, self.extra_axes, extra)
@@ -211,9 +235,9 @@ class PageScene:
         number = int(np.ravel_multi_index(index, self.outer_shape)) if index else 0
         return self.series.pages[number]
 
-    def _read(self, page: Any, out: np.ndarray | None) -> np.ndarray:
+    def _read(self, page: Any, out: np.ndarray | None, segments: bool) -> np.ndarray:
         try:
-            data = page.asarray(out=out)
+            data = self.segments.decode(page, out) if segments else page.asarray(out=out)
         except Exception as exc:
             raise SceneError(f"page {page.index}: {describe(exc)}") from exc
         self.decoded_bytes += data.nbytes

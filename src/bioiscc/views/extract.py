@@ -111,6 +111,7 @@ class ViewTap:
         self.zero_extra = tuple(0 for _ in info.extra_dims)
         self.samples = info.dims["S"]
         self.fed: set[PlaneKey] = set()  # a walk may read a plane again (one sample at a time)
+        self.building: dict[PlaneKey, GridBuilder] = {}  # planes the walk reads in row bands
 
     def reader(self, reader: SceneReader) -> SceneReader:
         return _TappedReader(reader, self)
@@ -125,12 +126,33 @@ class ViewTap:
                 self.plan.feed(key, bin_plane(stored[:, :, sample]))
                 self.fed.add(key)
 
+    def feed_rows(self, t: int, c: int, z: int, extra: tuple[int, ...], y0: int, band: np.ndarray) -> None:
+        """Bin the wanted samples of a row band of a large stored plane; bands come in row order."""
+        if extra != self.zero_extra:
+            return
+        height, width = self.plan.info.dims["Y"], self.plan.info.dims["X"]
+        for sample in range(self.samples):
+            key = PlaneKey(z=z, c=c * self.samples + sample, t=t)
+            if not self.plan.wants(key) or key in self.fed:
+                continue
+            if y0 == 0:
+                self.building[key] = GridBuilder(height, width)
+            builder = self.building.get(key)
+            if builder is None:
+                continue
+            builder.add(band[:, :, sample])
+            if y0 + band.shape[0] == height:
+                self.plan.feed(key, self.building.pop(key).result())
+                self.fed.add(key)
+
     def result(self) -> SceneViews:
         return finish(self.plan, self.strategies, self.max_views, len(self.fed))
 
 
 class _TappedReader:
     """A scene reader that shows every plane it reads to a `ViewTap`."""
+
+    fork_readahead = False  # the tap must see the planes in this process
 
     def __init__(self, reader: SceneReader, tap: ViewTap) -> None:
         self.wrapped = reader
@@ -139,6 +161,9 @@ class _TappedReader:
         transient = getattr(reader, "read_transient", None)
         if callable(transient):
             self.read_transient = self._tapped(transient)
+        rows = getattr(reader, "read_rows", None)
+        if callable(rows):
+            self.read_rows = self._tapped_rows(rows)
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         return self._tapped(self.wrapped.read)(t, c, z, extra)
@@ -149,6 +174,15 @@ class _TappedReader:
             if stored.ndim == 3:
                 self.view_tap.feed(t, c, z, extra, stored)
             return stored
+
+        return tapped
+
+    def _tapped_rows(self, read_rows: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        def tapped(t: int, c: int, z: int, extra: tuple[int, ...], y0: int, y1: int) -> np.ndarray:
+            band = read_rows(t, c, z, extra, y0, y1)
+            if band.ndim == 3:
+                self.view_tap.feed_rows(t, c, z, extra, y0, band)
+            return band
 
         return tapped
 
