@@ -213,3 +213,20 @@ def test_zarr_chunks_spanning_planes_are_not_read_in_bands(
     with open_source(vectors_dir / "img5d_digits.ome.zarr") as source:  # one plane per chunk
         reader = source.open_scene(source.scenes()[0])
         assert imagewalk.band_height(reader) > 0
+
+
+def test_plane_limit_spares_sources_that_read_in_bands() -> None:
+    """A whole-slide TIFF plane over BIOISCC_MAX_PLANE_MB is hashed in bands, not refused; a source
+    that holds whole planes is refused at the same size."""
+    from bioiscc.scene import SceneInfo, make_dims
+    from bioiscc.sources.integrity import over_limits
+
+    huge = SceneInfo(
+        index=0,
+        name="slide",
+        dims=make_dims({"Y": 100_000, "X": 80_000, "S": 3}),
+        dtype="uint8",
+    )
+    assert over_limits(huge, reads_planes_in_bands=True).ok
+    refused = over_limits(huge)
+    assert not refused.ok and "too large: a plane of 24000000000 bytes" in (refused.error or "")

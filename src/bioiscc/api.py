@@ -61,7 +61,7 @@ def _list_scenes(src: Source) -> list[SceneInfo]:
     from .sources.integrity import over_limits
 
     try:
-        return [over_limits(info) for info in src.scenes()]
+        return [over_limits(info, src.reads_planes_in_bands) for info in src.scenes()]
     except BioisccError:
         raise
     except Exception as exc:

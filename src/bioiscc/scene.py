@@ -98,6 +98,9 @@ class Source(ABC):
     #: the `--source` value that opens this input the same way again ("tiff", "ome-zarr", "bioio",
     #: "omero"; "bioformats" for --reader bioformats), recorded in the walk manifest
     kind: str
+    #: reads a plane in row bands when it is too large to hold (a whole-slide TIFF): the walk's
+    #: plane limit (BIOISCC_MAX_PLANE_MB) does not apply, only the scene limit
+    reads_planes_in_bands: bool = False
 
     @property
     @abstractmethod

@@ -380,16 +380,17 @@ def limit(name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-def over_limits(info: SceneInfo) -> SceneInfo:
+def over_limits(info: SceneInfo, reads_planes_in_bands: bool = False) -> SceneInfo:
     """`info`, failed when the scene is larger than a walk may read: a header that claims enormous
     dimensions (or a sparse Zarr array that stores almost nothing of them) is refused before a reader
-    allocates a plane, or the hash spends days on fill values."""
+    allocates a plane, or the hash spends days on fill values. A source that reads large planes in
+    row bands never holds one, so only the scene limit applies to it."""
     if not info.ok:
         return info
     plane = info.plane_bytes * info.dims["S"]  # a stored plane holds its samples
     max_plane = limit("BIOISCC_MAX_PLANE_MB", DEFAULT_MAX_PLANE_MB)
     max_scene = limit("BIOISCC_MAX_SCENE_GB", DEFAULT_MAX_SCENE_GB)
-    if plane > max_plane * 2**20:
+    if plane > max_plane * 2**20 and not reads_planes_in_bands:
         why = f"a plane of {plane} bytes is over the limit of {max_plane} MiB (BIOISCC_MAX_PLANE_MB)"
     elif info.bytes > max_scene * 2**30:
         why = (

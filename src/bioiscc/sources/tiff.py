@@ -28,6 +28,7 @@ TIFF_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".tif", ".tiff", ".btf", "
 
 class TiffSource(Source):
     kind = "tiff"
+    reads_planes_in_bands = True
 
     def __init__(self, location: str, path: Path) -> None:
         tifffile = import_reader(location, "tifffile", "tifffile")
