@@ -96,7 +96,9 @@ def read_items(path: str) -> list[Item]:
 
 def batch_line(source: str, folder: str) -> str:
     """One line of a batch file."""
-    return json.dumps({"source": source, "dir": folder}, ensure_ascii=False) + "\n"
+    from .output import dumps
+
+    return dumps({"source": source, "dir": folder}) + "\n"
 
 
 # ---- digests and stamps ----
@@ -172,7 +174,9 @@ class Outcome:
     seconds: float
 
     def line(self) -> str:
-        return json.dumps(self.__dict__, ensure_ascii=False) + "\n"
+        from .output import dumps
+
+        return dumps(self.__dict__) + "\n"
 
 
 def process(step: Step, item: Item, retry_failed: bool) -> Outcome:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .cli_output import OutputFile
+
 if TYPE_CHECKING:  # bioiscc.batch is imported where a batch runs: not on every command's start
     from .batch import Item, Step
 
@@ -42,7 +44,7 @@ def batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
     func = click.option(
         "--batch-log",
-        type=click.Path(dir_okay=False, writable=True),
+        type=OutputFile(),
         help="(--batch) Write what was done per input here (JSON Lines: computed or reused, status).",
     )(func)
     func = click.option(

@@ -29,6 +29,7 @@ COMMANDS = ("verify",)
 
 from . import cli  # noqa: E402
 from .cli import progress_option, source_options, threads_option  # noqa: E402
+from .cli_output import OutputFile  # noqa: E402
 
 if TYPE_CHECKING:
     from .verify import Entry, Outcome, Reading, Skipped
@@ -204,7 +205,7 @@ def _scenes(number: int) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Write the results to this file (put in place atomically at the end) instead of stdout.",
 )
 @source_options

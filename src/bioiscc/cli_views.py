@@ -36,6 +36,7 @@ from .cli_batch import (  # noqa: E402
     run_batch,
     views_step,
 )
+from .cli_output import OutputFile  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -260,7 +261,7 @@ def extract_views(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     default=None,
     help="Write to this file (atomically) instead of stdout.",
 )

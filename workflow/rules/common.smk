@@ -115,8 +115,8 @@ def find_inputs(settings):
     def add(key, path):
         try:
             status = os.stat(path)  # the one stat of a file input (fingerprint, size)
-        except OSError:
-            logger.warning(f"bioiscc: skipping {path}: a broken link")
+        except OSError as exc:  # a link to nothing, or a link loop
+            logger.warning(f"bioiscc: skipping {path}: a broken link ({exc.strerror})")
             return
         if found.setdefault(key, Input(key, path)).path != path:
             raise WorkflowError(
