@@ -133,8 +133,11 @@ def _output_state(item: Item, outputs: Iterable[str]) -> dict[str, list[int]] | 
     return state
 
 
-def is_current(item: Item, step: Step, digest: str | None, retry_failed: bool) -> bool:
-    """Whether the outputs of `step` for `item` were made from what they depend on now, untouched."""
+def is_current(
+    item: Item, step: Step, digest: str | None, retry_failed: bool, state: dict[str, list[int]] | None
+) -> bool:
+    """Whether the outputs of `step` for `item` (now in `state`) were made from what they depend on
+    now, untouched."""
     if digest is None:
         return False
     try:
@@ -145,20 +148,22 @@ def is_current(item: Item, step: Step, digest: str | None, retry_failed: bool) -
         return False
     if retry_failed and stamp.get("status") != "ok":
         return False
-    return stamp.get("outputs") == _output_state(item, step.outputs)
+    return state is not None and stamp.get("outputs") == state
 
 
-def write_stamp(item: Item, step: Step, digest: str | None, status: str) -> None:
+def write_stamp(item: Item, step: Step, digest: str | None, status: str) -> dict[str, list[int]] | None:
+    """Stamp the outputs as made from `digest`; their state (size, mtime of each), as stamped."""
     from .output import write_atomically
 
     path = _stamp_path(item, step.name)
     state = _output_state(item, step.outputs)
     if digest is None or state is None:
         path.unlink(missing_ok=True)
-        return
+        return state
     stamp = {"digest": digest, "status": status, "outputs": state}
     # a stamp lost in a crash only costs a recomputation: no need to wait for the disk
     write_atomically(json.dumps(stamp, sort_keys=True).encode() + b"\n", path, durable=False)
+    return state
 
 
 # ---- running a batch ----
@@ -172,6 +177,9 @@ class Outcome:
     status: str
     error: str | None
     seconds: float
+    #: the size and mtime_ns of each output as stamped: the workflow notices an output changed or
+    #: removed by hand by comparing these with a stat, without reading any stamp
+    outputs: dict[str, list[int]] | None = None
 
     def line(self) -> str:
         from .output import dumps
@@ -183,9 +191,10 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
     """Reuse or compute one input; any failure ends as failed records, never as an exception."""
     started = time.monotonic()
     digest = _digest(step, item)
-    if is_current(item, step, digest, retry_failed):
+    state = _output_state(item, step.outputs)
+    if is_current(item, step, digest, retry_failed, state):
         status, error = step.status(item)
-        return Outcome(item.source, str(item.folder), REUSED, status, error, 0.0)
+        return Outcome(item.source, str(item.folder), REUSED, status, error, 0.0, state)
     _forget_stamp(item, step)
     try:
         step.compute(item)
@@ -198,8 +207,8 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
         print(f"bioiscc: {item.source}: {describe(exc)}", file=sys.stderr)
         step.fallback(item, describe(exc))
     status, error = step.status(item)
-    write_stamp(item, step, digest, status)
-    return Outcome(item.source, str(item.folder), COMPUTED, status, error, time.monotonic() - started)
+    state = write_stamp(item, step, digest, status)
+    return Outcome(item.source, str(item.folder), COMPUTED, status, error, time.monotonic() - started, state)
 
 
 def _digest(step: Step, item: Item) -> str | None:
@@ -328,10 +337,11 @@ def _crashed(step: Step, item: Item, wait_status: int) -> Outcome:
         step.fallback(item, error)
         status, recorded = step.status(item)
         # stamped as failed: reused as such, so that it crashes again only when retried
-        write_stamp(item, step, _digest(step, item), status)
+        state = write_stamp(item, step, _digest(step, item), status)
     except Exception as exc:  # pragma: no cover - a full disk, say: the log still says failed
         status, recorded = "failed", f"{error}; its failed record could not be written ({exc})"
-    return Outcome(item.source, str(item.folder), COMPUTED, status, recorded or error, 0.0)
+        state = None
+    return Outcome(item.source, str(item.folder), COMPUTED, status, recorded or error, 0.0, state)
 
 
 # ---- reading outcomes back from records ----

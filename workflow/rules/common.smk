@@ -589,3 +589,77 @@ BATCHES = make_batches(
 #: the list `bioiscc index --rows-from` reads (as the commands see it)
 BATCH_LIST = f"{RESULTS}/_batches/batches.txt"
 sync_batch_files()
+
+
+def batch_repairs(wildcards):
+    """A params rerun trigger of every batch rule: how often results of the batch were found
+    changed or removed by hand (see find_damaged_batches); it changes only when that happens."""
+    return REPAIRS.get(wildcards.batch) or _repair_count(wildcards.batch)
+
+
+@cache
+def _repair_count(batch):
+    try:
+        return _repairs_file(batch).read_text()[:20]
+    except OSError:
+        return ""
+
+
+def _repairs_file(batch):
+    return Path(RESULTS, "_batches", batch, "repairs.txt")
+
+
+def find_damaged_batches(steps):
+    """Rerun the batches whose per-input results were changed or removed by hand since they ran.
+
+    Snakemake tracks a batch's logs, not the results/<key>/ files its inputs got; each log line
+    holds the size and mtime of that input's outputs as stamped. One stat per output (no stamp,
+    no pixels read) finds a result that no longer matches, and a log removed by hand is missing
+    beside the batch's others. Such a batch's repair count (a params trigger of its rules) goes
+    up: Snakemake reruns the batch, whose commands recompute the damaged inputs only (their stamps
+    no longer match) and reuse the others.
+    """
+    repairs = {}
+    for batch in BATCHES:
+        logs = [Path(RESULTS, "_batches", batch, f"{step}.jsonl") for step in steps]
+        damaged = _damaged_output(logs)
+        if damaged is None:
+            continue
+        logger.info(f"bioiscc: {damaged} was changed or removed by hand: rerunning batch {batch}")
+        try:
+            count = int(_repairs_file(batch).read_text())
+        except (OSError, ValueError):
+            count = 0
+        repairs[batch] = str(count + 1)
+        sync_file(_repairs_file(batch), repairs[batch])
+    return repairs
+
+
+def _damaged_output(logs):
+    """The first output (or log) that is not as the batch logs say; None when all are."""
+    present = [log for log in logs if log.exists()]
+    if not present:
+        return None  # the batch has not run yet
+    if len(present) < len(logs):
+        return next(log for log in logs if log not in present)
+    for log in present[:-1]:  # the last, the index rows, names no outputs
+        try:
+            entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+            for entry in entries:
+                for name, logged in (entry.get("outputs") or {}).items():
+                    path = Path(entry["dir"], name)
+                    try:
+                        found = path.stat()
+                    except OSError:
+                        return path
+                    if [found.st_size, found.st_mtime_ns] != logged:
+                        return path
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return log  # a log damaged itself
+    return None
+
+
+#: batch -> its repair count, for the batches found damaged now
+REPAIRS = find_damaged_batches(
+    [*(BATCH_STEPS if config["views"]["enabled"] else BATCH_STEPS[:2]), "index"]
+)
