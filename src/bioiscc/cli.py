@@ -476,7 +476,7 @@ def _load_manifest(path: str) -> dict[str, Any]:
     from .output import read_records
 
     try:
-        (record,) = read_records(path)
+        (record,) = read_records(path, kind="bioiscc.walk")
     except Exception as exc:
         _fail(f"{path}: not a walk manifest ({exc})")
     if record.get("kind") != "bioiscc.walk":

@@ -315,10 +315,10 @@ def mix_one(
         )
 
     try:
-        views_records = _records_of(views_json, read_records)
+        views_records = _records_of(views_json, read_records, "bioiscc.views")
         if not views_records:
             raise InputError(views_json, "no views record in it")
-        scene_records = None if scene_json is None else _records_of(scene_json, read_records)
+        scene_records = None if scene_json is None else _records_of(scene_json, read_records, "bioiscc.scene")
         results = [mixed(record, scene_records) for record in views_records]
     except InputError as exc:
         if not record_errors:
@@ -348,11 +348,13 @@ def _rebase_pngs(results: list[dict[str, Any]], origin: Path, target: Path) -> N
                 view["png"] = Path(os.path.relpath(origin / view["png"], target)).as_posix()
 
 
-def _records_of(path: str, read_records: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _records_of(
+    path: str, read_records: Callable[[str, str], list[dict[str, Any]]], kind: str
+) -> list[dict[str, Any]]:
     from .errors import InputError
 
     try:
-        return read_records(path)
+        return read_records(path, kind)
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
     except Exception as exc:

@@ -258,7 +258,7 @@ def _container_rows(paths: list[str], base: str | None, images: str | None) -> l
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
-            (record,) = read_records(path)
+            (record,) = read_records(path, kind="bioiscc.biocode")
         except (OSError, ValueError) as exc:
             _fail(f"{path}: not a biocode container ({exc})")
         these = list(index_rows(record, path, base))
@@ -342,7 +342,7 @@ def add_images(rows: list[dict[str, Any]], path: Path) -> None:
     from .output import read_records
 
     try:
-        records = read_records(str(path))
+        records = read_records(str(path), kind="bioiscc.image")
     except FileNotFoundError:
         records, missing = [], "no image record (views not made)"
     except (OSError, ValueError) as exc:

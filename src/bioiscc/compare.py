@@ -175,7 +175,7 @@ def _read_json_records(path: str) -> list[dict[str, Any]]:
     from .output import read_records
 
     try:
-        records = read_records(path)
+        records = read_records(path, kind="any")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, describe(exc)) from exc
     except ValueError as exc:

@@ -155,15 +155,47 @@ def _umask() -> int:
     return mask
 
 
-def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSON document or JSON Lines file as a list of records."""
+def read_records(path: str | os.PathLike[str], kind: str | None = None) -> list[dict[str, Any]]:
+    """Read a JSON document or JSON Lines file as a list of records (JSON objects).
+
+    kind: check each record against that kind's schema ("any": against the schema of the kind it
+    names). Raises ValueError (one line) for anything else: not UTF-8, not JSON, NaN or Infinity,
+    nested beyond reason, not objects, not matching the schema.
+    """
     note_input(path)
     text = Path(path).read_text(encoding="utf-8")
     stripped = text.strip()
     if not stripped:
         return []
     try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    return value if isinstance(value, list) else [value]
+        try:
+            value = _strict_loads(stripped)
+        except json.JSONDecodeError:
+            value = [_strict_loads(line) for line in stripped.splitlines() if line.strip()]
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    found = value if isinstance(value, list) else [value]
+    if not all(isinstance(record, dict) for record in found):
+        raise ValueError("not JSON records (an entry is not an object)")
+    if kind is not None:
+        from .records import check
+
+        for record in found:
+            check(record, None if kind == "any" else kind)
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def _strict_loads(text: str) -> Any:
+    """json.loads without NaN and Infinity (which no record holds and no output may)."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
