@@ -194,7 +194,7 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
     state = _output_state(item, step.outputs)
     if is_current(item, step, digest, retry_failed, state):
         status, error = step.status(item)
-        return Outcome(item.source, str(item.folder), REUSED, status, error, 0.0, state)
+        return Outcome(_shown(item), str(item.folder), REUSED, status, error, 0.0, state)
     _forget_stamp(item, step)
     try:
         step.compute(item)
@@ -204,11 +204,18 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
     except Exception as exc:  # a bug or an unexpected library error: a failed record, not a stop
         from .errors import describe
 
-        print(f"bioiscc: {item.source}: {describe(exc)}", file=sys.stderr)
+        print(f"bioiscc: {_shown(item)}: {describe(exc)}", file=sys.stderr)
         step.fallback(item, describe(exc))
     status, error = step.status(item)
     state = write_stamp(item, step, digest, status)
-    return Outcome(item.source, str(item.folder), COMPUTED, status, error, time.monotonic() - started, state)
+    return Outcome(_shown(item), str(item.folder), COMPUTED, status, error, time.monotonic() - started, state)
+
+
+def _shown(item: Item) -> str:
+    """The source as logs may show it: a URI without credentials."""
+    from .locations import redact
+
+    return redact(item.source)
 
 
 def _digest(step: Step, item: Item) -> str | None:
@@ -331,7 +338,7 @@ def _crashed(step: Step, item: Item, wait_status: int) -> Outcome:
         error = f"the reader crashed on this input (killed by {name})"
     else:
         error = f"the reader crashed on this input (exit status {os.WEXITSTATUS(wait_status)})"
-    print(f"bioiscc: {item.source}: {error}", file=sys.stderr)
+    print(f"bioiscc: {_shown(item)}: {error}", file=sys.stderr)
     _forget_stamp(item, step)
     try:
         step.fallback(item, error)
@@ -341,7 +348,7 @@ def _crashed(step: Step, item: Item, wait_status: int) -> Outcome:
     except Exception as exc:  # pragma: no cover - a full disk, say: the log still says failed
         status, recorded = "failed", f"{error}; its failed record could not be written ({exc})"
         state = None
-    return Outcome(item.source, str(item.folder), COMPUTED, status, recorded or error, 0.0, state)
+    return Outcome(_shown(item), str(item.folder), COMPUTED, status, recorded or error, 0.0, state)
 
 
 # ---- reading outcomes back from records ----

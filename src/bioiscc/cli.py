@@ -134,6 +134,9 @@ class Main(click.Group):
     """The command group: an output that cannot be written ends a command with one line and exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import os
+
+        from .errors import describe
         from .output import OutputError, protect_inputs
 
         try:
@@ -141,6 +144,12 @@ class Main(click.Group):
                 return super().invoke(ctx)
         except OutputError as exc:
             _fail(str(exc))
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, not a traceback, unless asked for
+            if os.environ.get("BIOISCC_DEBUG"):
+                raise
+            _fail(f"unexpected {describe(exc)} (BIOISCC_DEBUG=1 shows where)")
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})

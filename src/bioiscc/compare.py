@@ -173,9 +173,13 @@ def facts_from_records(path: str) -> list[SceneFacts]:
 
 def _read_json_records(path: str) -> list[dict[str, Any]]:
     from .output import read_records
+    from .records import check
 
     try:
-        records = read_records(path, kind="any")
+        records = read_records(path)
+        for record in records:  # those diff reads, checked against their schemas
+            if record.get("kind", "bioiscc.biocode") in ("bioiscc.biocode", "bioiscc.scene", "bioiscc.image"):
+                check(record, None)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, describe(exc)) from exc
     except ValueError as exc:

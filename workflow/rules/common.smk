@@ -21,6 +21,7 @@ from snakemake.logging import logger
 
 try:
     from bioiscc.fingerprint import entries, fingerprint_of
+    from bioiscc.locations import is_omero_uri, redact
     from bioiscc.sources import BIOIO_SUFFIXES
     from bioiscc.sources.omezarr import is_zarr_store
 except ImportError as exc:
@@ -149,6 +150,11 @@ def find_inputs(settings):
     root_abs = os.path.abspath(root)
     for item in settings["inputs"]:
         path = os.path.abspath(item)
+        if is_omero_uri(item):  # said without any user:password@ it may hold
+            raise WorkflowError(
+                f"bioiscc: inputs: {redact(item)}: OMERO images are not workflow inputs yet; "
+                "hash them with `bioiscc hash` (credentials in OMERO_USER and OMERO_PASSWORD)"
+            )
         if not os.path.exists(path):
             raise WorkflowError(f"bioiscc: inputs: {item!r} does not exist")
         relative = os.path.relpath(path, root_abs)
