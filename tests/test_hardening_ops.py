@@ -234,7 +234,7 @@ def test_workflow_hostile_names_then_results_removed_by_hand(tmp_path: Path) -> 
     assert all(p.split(os.sep)[1] in ("results", "logs", ".snakemake") for p in added), sorted(added)
     assert {p: after[p] for p in before} == before
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
-    for directory, dirnames, filenames in os.walk(workdir / "results"):
+    for _, dirnames, filenames in os.walk(workdir / "results"):
         for name in dirnames + filenames:
             assert len(os.fsencode(name)) <= 255
 
