@@ -297,6 +297,13 @@ def test_output_never_replaces_an_input(tmp_path: Path) -> None:
     text = manifest.read_text()
     one_line_failure(bioiscc("hash", "--manifest", str(manifest), "-o", str(manifest)), "is an input")
     assert manifest.read_text() == text and image.read_bytes() == original
+    codes = tmp_path / "codes.txt"  # verify: neither its list nor a source it checks
+    codes.write_text(bioiscc("hash", "--format", "lines", str(image)).stdout)
+    listed = codes.read_text()
+    for target in (codes, image):
+        one_line_failure(bioiscc("verify", str(codes), "-o", str(target)), "is an input", code=2)
+    assert codes.read_text() == listed and image.read_bytes() == original
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_output_folder_missing_or_not_a_folder(tmp_path: Path) -> None:
@@ -348,6 +355,11 @@ def test_full_disk_one_line_and_nothing_left(tmp_path: Path, mounted: Any) -> No
     target = disk / "out.json"
     result = bioiscc("hash", str(image), "--simprints", "-o", str(target))
     one_line_failure(result, f"{target}: cannot write: No space left on device")
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+    codes = tmp_path / "codes.txt"
+    codes.write_text(bioiscc("hash", "--format", "lines", str(image)).stdout)
+    result = bioiscc("verify", str(codes), "-o", str(target))
+    one_line_failure(result, f"cannot write {target}: No space left on device", code=2)
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
     with (disk / "stdout.json").open("w") as stdout:  # the same on stdout, redirected
         result = subprocess.run(

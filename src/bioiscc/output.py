@@ -94,7 +94,8 @@ def note_input(path: str | os.PathLike[str]) -> None:
         _inputs_read.add((status.st_dev, status.st_ino))
 
 
-def _refuse_inputs(path: Path) -> None:
+def refuse_inputs(path: Path) -> None:
+    """OutputError when `path` is a file the running command read."""
     if not _inputs_read:
         return
     try:
@@ -124,7 +125,7 @@ def write_atomically(data: bytes, target: str | os.PathLike[str], durable: bool 
     written; no temporary file is left behind.
     """
     path = Path(target)
-    _refuse_inputs(path)
+    refuse_inputs(path)
     try:
         _write_atomically(data, path, durable)
     except OSError as exc:

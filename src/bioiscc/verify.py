@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from .errors import BioisccError, InputError, describe, one_line
 from .locations import is_omero_uri
+from .output import note_input
 
 VERIFY = "bioiscc.verify"
 OK, FAILED, MISSING, UNREADABLE, MOVED, NEW = "OK", "FAILED", "MISSING", "UNREADABLE", "MOVED", "NEW"
@@ -190,6 +191,7 @@ def read_list(name: str) -> Iterator[Entry | Skipped]:
         if name == "-":
             yield from _read_stream(name, sys.stdin)
             return
+        note_input(name)  # no -o may replace it
         with open(name, encoding="utf-8") as stream:
             yield from _read_stream(name, stream)
     except FileNotFoundError as exc:
