@@ -627,7 +627,7 @@ def find_damaged_batches(steps):
     """
     repairs = {}
     for batch in BATCHES:
-        logs = [Path(RESULTS, "_batches", batch, f"{step}.jsonl") for step in steps]
+        logs = [os.path.join(RESULTS, "_batches", batch, f"{step}.jsonl") for step in steps]
         damaged = _damaged_output(logs)
         if damaged is None:
             continue
@@ -643,22 +643,23 @@ def find_damaged_batches(steps):
 
 def _damaged_output(logs):
     """The first output (or log) that is not as the batch logs say; None when all are."""
-    present = [log for log in logs if log.exists()]
+    present = [log for log in logs if os.path.exists(log)]
     if not present:
         return None  # the batch has not run yet
     if len(present) < len(logs):
         return next(log for log in logs if log not in present)
     for log in present[:-1]:  # the last, the index rows, names no outputs
         try:
-            entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-            for entry in entries:
-                for name, logged in (entry.get("outputs") or {}).items():
-                    path = Path(entry["dir"], name)
+            text = Path(log).read_text(encoding="utf-8").strip()
+            # one JSON document for the whole log: half the time of a json.loads per line
+            for entry in json.loads(f"[{text.replace(chr(10), ',')}]"):
+                for name, (size, mtime_ns) in (entry.get("outputs") or {}).items():
+                    path = os.path.join(entry["dir"], name)
                     try:
-                        found = path.stat()
+                        found = os.stat(path)
                     except OSError:
                         return path
-                    if [found.st_size, found.st_mtime_ns] != logged:
+                    if found.st_size != size or found.st_mtime_ns != mtime_ns:
                         return path
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return log  # a log damaged itself
