@@ -568,7 +568,8 @@ def test_hostile_records_never_raise(kind: str, real_records: dict[str, Any], tm
     crashes: dict[str, str] = {}
 
     def run(args: list[str]) -> None:
-        result = runner.invoke(main, args, catch_exceptions=True)
+        # BIOISCC_DEBUG: an unexpected exception is raised, not turned into a one-line error
+        result = runner.invoke(main, args, catch_exceptions=True, env={"BIOISCC_DEBUG": "1"})
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             formatted = "".join(traceback.format_exception(result.exception))
             crashes.setdefault(f"{args[0]}: {type(result.exception).__name__}", formatted[-800:])

@@ -599,7 +599,8 @@ sync_batch_files()
 
 def batch_repairs(wildcards):
     """A params rerun trigger of every batch rule: how often results of the batch were found
-    changed or removed by hand (see find_damaged_batches); it changes only when that happens."""
+    changed or removed by hand (see find_damaged_batches); it changes only when that happens.
+    """
     return REPAIRS.get(wildcards.batch) or _repair_count(wildcards.batch)
 
 
@@ -627,11 +628,15 @@ def find_damaged_batches(steps):
     """
     repairs = {}
     for batch in BATCHES:
-        logs = [os.path.join(RESULTS, "_batches", batch, f"{step}.jsonl") for step in steps]
+        logs = [
+            os.path.join(RESULTS, "_batches", batch, f"{step}.jsonl") for step in steps
+        ]
         damaged = _damaged_output(logs)
         if damaged is None:
             continue
-        logger.info(f"bioiscc: {damaged} was changed or removed by hand: rerunning batch {batch}")
+        logger.info(
+            f"bioiscc: {damaged} was changed or removed by hand: rerunning batch {batch}"
+        )
         try:
             count = int(_repairs_file(batch).read_text())
         except (OSError, ValueError):
