@@ -222,7 +222,8 @@ def test_long_output_name_fits_name_max(tmp_path: Path) -> None:
 def test_workflow_hostile_names_then_results_removed_by_hand(tmp_path: Path) -> None:
     workdir = tmp_path / "ws"
     make_hostile_data(workdir)
-    configure(workdir, batch_size=8, retry_failed=False)
+    # and an extra input named through `..`: its results go to results/_extra/, not outside
+    configure(workdir, batch_size=8, retry_failed=False, inputs=["data/../outside.ome.tif"])
     before = tree(tmp_path)
     since = time.time() - 0.01
     run = snakemake(workdir)
@@ -241,7 +242,8 @@ def test_workflow_hostile_names_then_results_removed_by_hand(tmp_path: Path) -> 
     # every input has its row; the FIFO and /dev/zero a failed one; the broken links are skipped
     rows = {row["input"]: row for row in json_lines((workdir / "results" / "index.jsonl").read_text())}
     ok = [*HOSTILE, os.fsdecode(NOT_UTF8), "link-out.ome.tif"]
-    assert sorted(rows) == sorted([*ok, "fifo.ome.tif", "zero.ome.tif"])
+    assert sorted(rows) == sorted([*ok, "fifo.ome.tif", "zero.ome.tif", "data/../outside.ome.tif"])
+    assert (workdir / "results" / "_extra").is_dir()
     assert all(rows[name]["status"] == "ok" for name in ok), rows
     assert rows["fifo.ome.tif"]["error"] == "not a regular file or directory (a FIFO)"
     assert rows["zero.ome.tif"]["error"] == "not a regular file or directory (a character device)"
@@ -250,8 +252,10 @@ def test_workflow_hostile_names_then_results_removed_by_hand(tmp_path: Path) -> 
     # the codes are those of the files (link-out: the file outside, under the link's name)
     expected = json_lines(bioiscc("hash", str(tmp_path / "ws" / "outside.ome.tif")).stdout)[0]
     assert rows["link-out.ome.tif"]["iscc_code"] == expected["iscc_code"]
+    assert rows["data/../outside.ome.tif"]["iscc_code"] == expected["iscc_code"]
     assert rows["CASE.ome.tif"]["iscc_code"] != rows["case.ome.tif"]["iscc_code"]
-    assert computed(workdir, since)["walk"] == sorted([*ok, "fifo.ome.tif", "zero.ome.tif"])
+    walked = [*ok, "fifo.ome.tif", "zero.ome.tif", "../outside.ome.tif"]  # as sources below data/
+    assert computed(workdir, since)["walk"] == sorted(walked)
     # TSV and HTML stay UTF-8; the JSON keeps the undecodable bytes
     (workdir / "results" / "index.tsv").read_text(encoding="utf-8")
     (workdir / "results" / "index.html").read_text(encoding="utf-8")
