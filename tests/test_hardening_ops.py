@@ -404,6 +404,27 @@ def test_kill_during_hash_leaves_no_output(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["large.ome.tif", "out.json"]
 
 
+def test_batch_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    """A batch job killed while writing leaves temporary files in an input's folder: the next run
+    of that input removes them (the folder is the input's own)."""
+    write_image(tmp_path / "in.ome.tif", 3, shape=(2, 8, 8))
+    folder = tmp_path / "results" / "in.ome.tif"
+    (folder / ".views.new-99999" / "scene-0").mkdir(parents=True)
+    (folder / ".views.old-99999").mkdir()
+    (folder / ".walk.json.k1ll3d.tmp").write_text("{")
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(json.dumps({"source": str(tmp_path / "in.ome.tif"), "dir": str(folder)}) + "\n")
+    for command in ("walk", "hash", "extract-views"):
+        result = bioiscc(command, "--batch", str(batch), "--batch-log", str(tmp_path / f"{command}.log"))
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".stamp")) == [
+        "container.json",
+        "scenes.jsonl",
+        "views",
+        "walk.json",
+    ]
+
+
 def make_several(workdir: Path, count: int) -> None:
     """count inputs, a batch each (no views: fewer jobs, the same mechanics)."""
     data = workdir / "data"

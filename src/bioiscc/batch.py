@@ -196,6 +196,7 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
         status, error = step.status(item)
         return Outcome(_shown(item), str(item.folder), REUSED, status, error, 0.0, state)
     _forget_stamp(item, step)
+    _remove_leftovers(item)
     try:
         step.compute(item)
     except SystemExit as exc:  # a command's one-line failure (already printed)
@@ -223,6 +224,16 @@ def _digest(step: Step, item: Item) -> str | None:
         return step.digest(item)
     except Exception:  # a source that cannot be fingerprinted (gone, unreadable): compute, fail there
         return None
+
+
+def _remove_leftovers(item: Item) -> None:
+    """Temporary files a killed run left in the input's folder (only one job works on an input at
+    a time: Snakemake's lock; the folder is the input's own)."""
+    try:
+        for leftover in item.folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _forget_stamp(item: Item, step: Step) -> None:

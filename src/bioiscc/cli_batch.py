@@ -245,7 +245,10 @@ class _replaced_folder:
         self.fresh = target.with_name(f".{target.name}.new-{os.getpid()}")
 
     def __enter__(self) -> Path:
-        shutil.rmtree(self.fresh, ignore_errors=True)
+        # this one, and those a killed run left (another process id)
+        for kind in ("new", "old"):
+            for stale in self.target.parent.glob(f".{self.target.name}.{kind}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         self.fresh.mkdir(parents=True)
         return self.fresh
 
