@@ -64,6 +64,7 @@ def test_cli_hash_and_manifest_pipeline(vectors_dir: Path, tmp_path: Path) -> No
 
 def test_cli_hash_writes_json_lines_atomically(vectors_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "deep" / "scenes.jsonl"
+    target.parent.mkdir()  # -o writes into an existing folder (a missing one is an error)
     run_cli("hash", str(vectors_dir / "plate.ome.zarr"), "-o", str(target), check=True)
     got = json_lines(target.read_text())
     assert [r["iscc_code"] for r in got] == [w["iscc_code"] for w in EXPECTED["plate.ome.zarr"]]

@@ -155,6 +155,7 @@ def make_index(tree: Path, into: Path) -> tuple[Path, Path]:
     containers = []
     for name in BUNDLED:
         container = into / name / "container.json"
+        container.parent.mkdir(parents=True, exist_ok=True)  # -o writes into an existing folder
         run_cli("biocode", str(tree / name), "-o", str(container), check=True)
         containers.append(str(container))
     jsonl, tsv = into / "index.jsonl", into / "index.tsv"
@@ -248,6 +249,7 @@ def test_output_file_is_written_whole(tmp_path: Path) -> None:
     codes = tmp_path / "codes.txt"
     codes.write_text(checksums(tree, *BUNDLED))
     out = tmp_path / "out" / "verified.jsonl"
+    out.parent.mkdir()  # -o writes into an existing folder
     result = cli("verify", codes, "--root", tree, "--json", "-o", out)
     assert result.exit_code == 0 and result.stdout == ""
     assert [r["status"] for r in json_lines(out.read_text())] == ["OK"] * 4

@@ -97,7 +97,9 @@ def read_items(path: str) -> list[Item]:
 
 def batch_line(source: str, folder: str) -> str:
     """One line of a batch file."""
-    return json.dumps({"source": source, "dir": folder}, ensure_ascii=False) + "\n"
+    from .output import dumps
+
+    return dumps({"source": source, "dir": folder}) + "\n"
 
 
 # ---- digests and stamps ----
@@ -132,8 +134,11 @@ def _output_state(item: Item, outputs: Iterable[str]) -> dict[str, list[int]] | 
     return state
 
 
-def is_current(item: Item, step: Step, digest: str | None, retry_failed: bool) -> bool:
-    """Whether the outputs of `step` for `item` were made from what they depend on now, untouched."""
+def is_current(
+    item: Item, step: Step, digest: str | None, retry_failed: bool, state: dict[str, list[int]] | None
+) -> bool:
+    """Whether the outputs of `step` for `item` (now in `state`) were made from what they depend on
+    now, untouched."""
     if digest is None:
         return False
     try:
@@ -144,20 +149,22 @@ def is_current(item: Item, step: Step, digest: str | None, retry_failed: bool) -
         return False
     if retry_failed and stamp.get("status") != "ok":
         return False
-    return stamp.get("outputs") == _output_state(item, step.outputs)
+    return state is not None and stamp.get("outputs") == state
 
 
-def write_stamp(item: Item, step: Step, digest: str | None, status: str) -> None:
+def write_stamp(item: Item, step: Step, digest: str | None, status: str) -> dict[str, list[int]] | None:
+    """Stamp the outputs as made from `digest`; their state (size, mtime of each), as stamped."""
     from .output import write_atomically
 
     path = _stamp_path(item, step.name)
     state = _output_state(item, step.outputs)
     if digest is None or state is None:
         path.unlink(missing_ok=True)
-        return
+        return state
     stamp = {"digest": digest, "status": status, "outputs": state}
     # a stamp lost in a crash only costs a recomputation: no need to wait for the disk
     write_atomically(json.dumps(stamp, sort_keys=True).encode() + b"\n", path, durable=False)
+    return state
 
 
 # ---- running a batch ----
@@ -171,19 +178,26 @@ class Outcome:
     status: str
     error: str | None
     seconds: float
+    #: the size and mtime_ns of each output as stamped: the workflow notices an output changed or
+    #: removed by hand by comparing these with a stat, without reading any stamp
+    outputs: dict[str, list[int]] | None = None
 
     def line(self) -> str:
-        return json.dumps(self.__dict__, ensure_ascii=False) + "\n"
+        from .output import dumps
+
+        return dumps(self.__dict__) + "\n"
 
 
 def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
     """Reuse or compute one input; any failure ends as failed records, never as an exception."""
     started = time.monotonic()
     digest = _digest(step, item)
-    if is_current(item, step, digest, retry_failed):
+    state = _output_state(item, step.outputs)
+    if is_current(item, step, digest, retry_failed, state):
         status, error = step.status(item)
-        return Outcome(item.source, str(item.folder), REUSED, status, error, 0.0)
+        return Outcome(_shown(item), str(item.folder), REUSED, status, error, 0.0, state)
     _forget_stamp(item, step)
+    _remove_leftovers(item)
     try:
         step.compute(item)
     except SystemExit as exc:  # a command's one-line failure (already printed)
@@ -192,11 +206,18 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
     except Exception as exc:  # a bug or an unexpected library error: a failed record, not a stop
         from .errors import describe
 
-        print(f"bioiscc: {item.source}: {describe(exc)}", file=sys.stderr)
+        print(f"bioiscc: {_shown(item)}: {describe(exc)}", file=sys.stderr)
         step.fallback(item, describe(exc))
     status, error = step.status(item)
-    write_stamp(item, step, digest, status)
-    return Outcome(item.source, str(item.folder), COMPUTED, status, error, time.monotonic() - started)
+    state = write_stamp(item, step, digest, status)
+    return Outcome(_shown(item), str(item.folder), COMPUTED, status, error, time.monotonic() - started, state)
+
+
+def _shown(item: Item) -> str:
+    """The source as logs may show it: a URI without credentials."""
+    from .locations import redact
+
+    return redact(item.source)
 
 
 def _digest(step: Step, item: Item) -> str | None:
@@ -204,6 +225,16 @@ def _digest(step: Step, item: Item) -> str | None:
         return step.digest(item)
     except Exception:  # a source that cannot be fingerprinted (gone, unreadable): compute, fail there
         return None
+
+
+def _remove_leftovers(item: Item) -> None:
+    """Temporary files a killed run left in the input's folder (only one job works on an input at
+    a time: Snakemake's lock; the folder is the input's own)."""
+    try:
+        for leftover in item.folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _forget_stamp(item: Item, step: Step) -> None:
@@ -319,16 +350,17 @@ def _crashed(step: Step, item: Item, wait_status: int) -> Outcome:
         error = f"the reader crashed on this input (killed by {name})"
     else:
         error = f"the reader crashed on this input (exit status {os.WEXITSTATUS(wait_status)})"
-    print(f"bioiscc: {item.source}: {error}", file=sys.stderr)
+    print(f"bioiscc: {_shown(item)}: {error}", file=sys.stderr)
     _forget_stamp(item, step)
     try:
         step.fallback(item, error)
         status, recorded = step.status(item)
         # stamped as failed: reused as such, so that it crashes again only when retried
-        write_stamp(item, step, _digest(step, item), status)
+        state = write_stamp(item, step, _digest(step, item), status)
     except Exception as exc:  # pragma: no cover - a full disk, say: the log still says failed
         status, recorded = "failed", f"{error}; its failed record could not be written ({exc})"
-    return Outcome(item.source, str(item.folder), COMPUTED, status, recorded or error, 0.0)
+        state = None
+    return Outcome(_shown(item), str(item.folder), COMPUTED, status, recorded or error, 0.0, state)
 
 
 # ---- reading outcomes back from records ----

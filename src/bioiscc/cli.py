@@ -18,6 +18,7 @@ import click
 
 from ._version import __version__
 from .cli_batch import batch_options, hash_step, refuse_with_batch, run_batch, walk_step
+from .cli_output import OutputFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
@@ -83,7 +84,7 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "-o",
         "--output",
-        type=click.Path(dir_okay=False, writable=True),
+        type=OutputFile(),
         default=None,
         help="Write to this file (atomically) instead of stdout.",
     )(func)
@@ -129,7 +130,29 @@ def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Main(click.Group):
+    """The command group: an output that cannot be written ends a command with one line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import os
+
+        from .errors import describe
+        from .output import OutputError, protect_inputs
+
+        try:
+            with protect_inputs():
+                return super().invoke(ctx)
+        except OutputError as exc:
+            _fail(str(exc))
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, not a traceback, unless asked for
+            if os.environ.get("BIOISCC_DEBUG"):
+                raise
+            _fail(f"unexpected {describe(exc)} (BIOISCC_DEBUG=1 shows where)")
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="bioiscc")
 def main() -> None:
     """ISCC codes for microscopy data, computed from the pixels (IMAGEWALK).
@@ -462,7 +485,7 @@ def _load_manifest(path: str) -> dict[str, Any]:
     from .output import read_records
 
     try:
-        (record,) = read_records(path)
+        (record,) = read_records(path, kind="bioiscc.walk")
     except Exception as exc:
         _fail(f"{path}: not a walk manifest ({exc})")
     if record.get("kind") != "bioiscc.walk":

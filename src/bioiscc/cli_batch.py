@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .cli_output import OutputFile
+
 if TYPE_CHECKING:  # bioiscc.batch is imported where a batch runs: not on every command's start
     from .batch import Item, Step
 
@@ -42,7 +44,7 @@ def batch_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
     func = click.option(
         "--batch-log",
-        type=click.Path(dir_okay=False, writable=True),
+        type=OutputFile(),
         help="(--batch) Write what was done per input here (JSON Lines: computed or reused, status).",
     )(func)
     func = click.option(
@@ -243,7 +245,10 @@ class _replaced_folder:
         self.fresh = target.with_name(f".{target.name}.new-{os.getpid()}")
 
     def __enter__(self) -> Path:
-        shutil.rmtree(self.fresh, ignore_errors=True)
+        # this one, and those a killed run left (another process id)
+        for kind in ("new", "old"):
+            for stale in self.target.parent.glob(f".{self.target.name}.{kind}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         self.fresh.mkdir(parents=True)
         return self.fresh
 

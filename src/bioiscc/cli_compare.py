@@ -23,6 +23,7 @@ COMMANDS = ("diff", "similar")
 
 from . import cli  # noqa: E402
 from .cli import EXIT_FAILED, source_options, threads_option  # noqa: E402
+from .cli_output import OutputFile  # noqa: E402
 
 if TYPE_CHECKING:
     from .compare import SceneFacts
@@ -61,7 +62,7 @@ def _trouble(message: str) -> NoReturn:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     default=None,
     help="Write to this file (atomically) instead of stdout.",
 )
@@ -137,11 +138,11 @@ def _facts(
 
 @_group().command()
 @click.argument("indexes", nargs=-1, required=True, metavar="INDEX...")
-@click.option("--tsv", type=click.Path(dir_okay=False, writable=True), help="Write the pairs as TSV here.")
+@click.option("--tsv", type=OutputFile(), help="Write the pairs as TSV here.")
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Write the bioiscc.similar record (groups and pairs) here ('-': stdout).",
 )
 @click.option(

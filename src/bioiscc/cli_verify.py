@@ -29,6 +29,7 @@ COMMANDS = ("verify",)
 
 from . import cli  # noqa: E402
 from .cli import progress_option, source_options, threads_option  # noqa: E402
+from .cli_output import OutputFile  # noqa: E402
 from .output import plural  # noqa: E402
 
 if TYPE_CHECKING:
@@ -56,29 +57,45 @@ class Output:
         self.stream: IO[str] = sys.stdout
         if self.target is not None:
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            from .output import temporary_prefix
+
             handle, self.temporary = tempfile.mkstemp(
-                prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent
+                prefix=temporary_prefix(self.target), suffix=".tmp", dir=self.target.parent
             )
             self.stream = os.fdopen(handle, "w", encoding="utf-8")
 
     def write(self, text: str) -> None:
-        self.stream.write(text)
+        try:
+            self.stream.write(text)
+        except OSError as exc:  # a full disk: no half-written report stays behind
+            self.discard()
+            where = self.target or "standard output"
+            raise Trouble(f"cannot write {where}: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         if self.temporary is None or self.target is None:
             self.stream.flush()
             return
-        from .output import _umask
+        from .output import OutputError, _umask, refuse_inputs
 
-        self.stream.flush()
-        os.fsync(self.stream.fileno())
-        self.stream.close()
-        os.chmod(self.temporary, 0o666 & ~_umask())
-        os.replace(self.temporary, self.target)
+        try:
+            refuse_inputs(self.target)  # `-o` naming a list or a source it checked
+            self.stream.flush()
+            os.fsync(self.stream.fileno())
+            self.stream.close()
+            os.chmod(self.temporary, 0o666 & ~_umask())
+            os.replace(self.temporary, self.target)
+        except (OSError, OutputError) as exc:
+            self.discard()
+            cause = str(exc) if isinstance(exc, OutputError) else f"{self.target}: {exc.strerror or exc}"
+            raise Trouble(f"cannot write {cause}") from exc
 
     def discard(self) -> None:
         if self.temporary is not None:
-            self.stream.close()
+            try:
+                self.stream.close()
+            except OSError:  # what was buffered cannot be written either: it is thrown away
+                pass
             Path(self.temporary).unlink(missing_ok=True)
 
 
@@ -205,7 +222,7 @@ def _scenes(number: int) -> str:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Write the results to this file (put in place atomically at the end) instead of stdout.",
 )
 @source_options
@@ -265,7 +282,10 @@ def verify(
     except Trouble as exc:
         _trouble(exc, line, sink)
     line.clear()
-    sink.commit()
+    try:
+        sink.commit()
+    except Trouble as exc:
+        _trouble(exc, line, None)
     if not silent:
         click.echo(report.summary(audit=bool(old)), err=True)
     sys.exit(_exit_code(report, strict))

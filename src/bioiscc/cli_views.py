@@ -36,6 +36,7 @@ from .cli_batch import (  # noqa: E402
     run_batch,
     views_step,
 )
+from .cli_output import OutputFile  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -260,7 +261,7 @@ def extract_views(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     default=None,
     help="Write to this file (atomically) instead of stdout.",
 )
@@ -314,10 +315,10 @@ def mix_one(
         )
 
     try:
-        views_records = _records_of(views_json, read_records)
+        views_records = _records_of(views_json, read_records, "bioiscc.views")
         if not views_records:
             raise InputError(views_json, "no views record in it")
-        scene_records = None if scene_json is None else _records_of(scene_json, read_records)
+        scene_records = None if scene_json is None else _records_of(scene_json, read_records, "bioiscc.scene")
         results = [mixed(record, scene_records) for record in views_records]
     except InputError as exc:
         if not record_errors:
@@ -347,11 +348,13 @@ def _rebase_pngs(results: list[dict[str, Any]], origin: Path, target: Path) -> N
                 view["png"] = Path(os.path.relpath(origin / view["png"], target)).as_posix()
 
 
-def _records_of(path: str, read_records: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _records_of(
+    path: str, read_records: Callable[[str, str], list[dict[str, Any]]], kind: str
+) -> list[dict[str, Any]]:
     from .errors import InputError
 
     try:
-        return read_records(path)
+        return read_records(path, kind)
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
     except Exception as exc:

@@ -21,6 +21,7 @@ from typing import IO, Any
 import click
 
 from .cli import _fail, _finish, _load_manifest, _scene_failures, main, output_options, threads_option
+from .cli_output import OutputFile
 
 #: columns of results/index.tsv, in order (index.jsonl rows carry the same keys)
 INDEX_FIELDS = (
@@ -59,7 +60,7 @@ INDEX_FIELDS = (
 )
 @click.option(
     "--scenes-output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Also write the scene records here (JSON Lines, as `hash --manifest` writes them).",
 )
 @click.option("--simprints", is_flag=True, help="Add per-plane simprints to each part.")
@@ -143,16 +144,16 @@ def container_one(
     type=click.File("r", encoding="utf-8"),
     help="Also read container paths from this file, one per line ('-': stdin).",
 )
-@click.option("--tsv", type=click.Path(dir_okay=False, writable=True), help="Write the index as TSV here.")
+@click.option("--tsv", type=OutputFile(), help="Write the index as TSV here.")
 @click.option(
     "--jsonl",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Write the index as JSON Lines here (default: stdout, when --tsv is not given).",
 )
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Write the index as an HTML page here (the workflow's report shows it): counts, groups, "
     "legend, and a sortable, filterable table with the views as thumbnails.",
 )
@@ -176,7 +177,7 @@ def container_one(
 )
 @click.option(
     "--rows-output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(),
     help="Write the rows, with their views' PNG paths, here (JSON Lines), for a later `index --rows-from`.",
 )
 @click.option(
@@ -277,7 +278,7 @@ def _container_rows(paths: list[str], base: str | None, images: str | None) -> l
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
-            (record,) = read_records(path)
+            (record,) = read_records(path, kind="bioiscc.biocode")
         except (OSError, ValueError) as exc:
             _fail(f"{path}: not a biocode container ({exc})")
         these = list(index_rows(record, path, base))
@@ -361,7 +362,7 @@ def add_images(rows: list[dict[str, Any]], path: Path) -> None:
     from .output import read_records
 
     try:
-        records = read_records(str(path))
+        records = read_records(str(path), kind="bioiscc.image")
     except FileNotFoundError:
         records, missing = [], "no image record (views not made)"
     except (OSError, ValueError) as exc:

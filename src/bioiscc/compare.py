@@ -173,9 +173,15 @@ def facts_from_records(path: str) -> list[SceneFacts]:
 
 def _read_json_records(path: str) -> list[dict[str, Any]]:
     from .output import read_records
+    from .records import check
 
     try:
         records = read_records(path)
+        for record in records:  # those diff compares, checked against their schemas (a failed
+            # record is reported as failed, whatever else it holds)
+            kind = record.get("kind", "bioiscc.biocode")
+            if kind in ("bioiscc.biocode", "bioiscc.scene", "bioiscc.image") and record.get("status") == "ok":
+                check(record, None)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, describe(exc)) from exc
     except ValueError as exc:

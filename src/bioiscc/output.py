@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 
-def dumps(record: Mapping[str, Any], *, indent: int | None = None) -> str:
-    return json.dumps(record, indent=indent, ensure_ascii=False, allow_nan=False)
+def dumps(record: Any, *, indent: int | None = None) -> str:
+    """JSON as UTF-8 text; a path that is not UTF-8 (its undecodable bytes are lone surrogates, as
+    os.fsdecode gives them) keeps them as \\udcXX escapes, which json.loads and os.fsencode turn back
+    into the same bytes."""
+    text = json.dumps(record, indent=indent, ensure_ascii=False, allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(record, indent=indent, ensure_ascii=True, allow_nan=False)
+    return text
 
 
 def render(records: Iterable[Mapping[str, Any]], *, lines: bool) -> str:
@@ -26,11 +36,84 @@ def render(records: Iterable[Mapping[str, Any]], *, lines: bool) -> str:
 
 def write_text(text: str, target: str | os.PathLike[str] | None) -> None:
     """Write to stdout (target None or "-"), or atomically replace `target`."""
+    data = encoded(text)
     if target is None or str(target) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            _write_stdout(data)
+        except OSError as exc:  # a full disk or a closed pipe behind a redirection
+            raise OutputError(f"standard output: cannot write: {exc.strerror or exc}") from exc
         return
-    write_atomically(text.encode("utf-8"), target)
+    write_atomically(data, target)
+
+
+def _write_stdout(data: bytes) -> None:
+    binary = getattr(sys.stdout, "buffer", None)  # none when stdout is being captured as text
+    if binary is None:
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        sys.stdout.flush()
+        binary.write(data)
+    sys.stdout.flush()
+
+
+def encoded(text: str) -> bytes:
+    """UTF-8 bytes of text meant for people and spreadsheets (TSV, HTML, checksum lines): an
+    undecodable byte of a file name (a lone surrogate) shows as \\udcXX, so the file stays UTF-8.
+    JSON keeps such names exactly (see `dumps`)."""
+    return text.encode("utf-8", "backslashreplace")
+
+
+class OutputError(Exception):
+    """An output cannot be written (no such directory, read-only, disk full, it is an input):
+    the CLI prints one line and exits 1."""
+
+
+#: (device, inode) of the files the running command read (None: not inside a command; see
+#: `protect_inputs`)
+_inputs_read: set[tuple[int, int]] | None = None
+
+
+@contextlib.contextmanager
+def protect_inputs() -> Iterator[None]:
+    """While a command runs, no output may replace a file it read (`-o` naming its own input)."""
+    global _inputs_read
+    _inputs_read = set()
+    try:
+        yield
+    finally:
+        _inputs_read = None
+
+
+def note_input(path: str | os.PathLike[str]) -> None:
+    """Remember a file the command reads, so that no output replaces it."""
+    if _inputs_read is not None:
+        try:
+            status = os.stat(path)
+        except OSError:
+            return
+        _inputs_read.add((status.st_dev, status.st_ino))
+
+
+def refuse_inputs(path: Path) -> None:
+    """OutputError when `path` is a file the running command read."""
+    if not _inputs_read:
+        return
+    try:
+        status = os.stat(path)
+    except OSError:
+        return
+    if (status.st_dev, status.st_ino) in _inputs_read:
+        raise OutputError(f"{path}: is an input of this command; not overwriting it")
+
+
+#: bytes of the target's name kept in its temporary file's name (mkstemp adds 12, NAME_MAX is 255)
+TEMPORARY_NAME_BYTES = 200
+
+
+def temporary_prefix(path: Path) -> str:
+    """`.NAME.` for the temporary file beside `path`, NAME cut so that the whole fits NAME_MAX."""
+    name = os.fsencode(path.name)[:TEMPORARY_NAME_BYTES]
+    return f".{os.fsdecode(name)}."
 
 
 def write_atomically(data: bytes, target: str | os.PathLike[str], durable: bool = True) -> None:
@@ -38,11 +121,20 @@ def write_atomically(data: bytes, target: str | os.PathLike[str], durable: bool 
 
     durable: flush it to the disk before it replaces the old file (so that a crash of the machine
     leaves the old or the new file, never an empty one); bookkeeping that is only a hint, such as
-    the stamps of `bioiscc.batch`, skips that.
+    the stamps of `bioiscc.batch`, skips that. Raises `OutputError` (one line) when it cannot be
+    written; no temporary file is left behind.
     """
     path = Path(target)
+    refuse_inputs(path)
+    try:
+        _write_atomically(data, path, durable)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def _write_atomically(data: bytes, path: Path, durable: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); a result should be as readable as any new file.
         os.fchmod(handle, 0o666 & ~_umask())
@@ -64,17 +156,50 @@ def _umask() -> int:
     return mask
 
 
-def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSON document or JSON Lines file as a list of records."""
+def read_records(path: str | os.PathLike[str], kind: str | None = None) -> list[dict[str, Any]]:
+    """Read a JSON document or JSON Lines file as a list of records (JSON objects).
+
+    kind: check each record against that kind's schema ("any": against the schema of the kind it
+    names). Raises ValueError (one line) for anything else: not UTF-8, not JSON, NaN or Infinity,
+    nested beyond reason, not objects, not matching the schema.
+    """
+    note_input(path)
     text = Path(path).read_text(encoding="utf-8")
     stripped = text.strip()
     if not stripped:
         return []
     try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    return value if isinstance(value, list) else [value]
+        try:
+            value = _strict_loads(stripped)
+        except json.JSONDecodeError:
+            value = [_strict_loads(line) for line in stripped.splitlines() if line.strip()]
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    found = value if isinstance(value, list) else [value]
+    if not all(isinstance(record, dict) for record in found):
+        raise ValueError("not JSON records (an entry is not an object)")
+    if kind is not None:
+        from .records import check
+
+        for record in found:
+            check(record, None if kind == "any" else kind)
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def _strict_loads(text: str) -> Any:
+    """json.loads without NaN and Infinity (which no record holds and no output may)."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:

@@ -151,12 +151,32 @@ def schema(kind: str) -> dict[str, Any]:
 
 def validate(record: dict[str, Any]) -> None:
     """Raise jsonschema.ValidationError if the record does not match its kind's schema."""
+    _validator(record.get("kind", BIOCODE)).validate(record)
+
+
+@cache
+def _validator(kind: str) -> Any:
     import jsonschema
     from referencing import Registry, Resource
 
     registry: Registry[Any] = Registry().with_resources(
-        (schema(kind)["$id"], Resource.from_contents(schema(kind))) for kind in SCHEMA_FILES
+        (schema(name)["$id"], Resource.from_contents(schema(name))) for name in SCHEMA_FILES
     )
-    kind = record.get("kind", BIOCODE)
-    validator = jsonschema.Draft202012Validator(schema(kind), registry=registry)
-    validator.validate(record)
+    return jsonschema.Draft202012Validator(schema(kind), registry=registry)
+
+
+def check(record: dict[str, Any], kind: str | None) -> None:
+    """A record read from a file, checked before any command relies on its fields: ValueError (one
+    line) unless it is a `kind` record (None: of the kind it names) as its schema describes."""
+    import jsonschema
+
+    from .errors import one_line
+
+    named = record.get("kind", BIOCODE)
+    wanted = named if kind is None else kind
+    if not isinstance(wanted, str) or wanted not in SCHEMA_FILES or named != wanted:
+        raise ValueError(f"not a {kind or 'bioiscc'} record (kind {one_line(repr(named), 60)})")
+    error = jsonschema.exceptions.best_match(_validator(wanted).iter_errors(record))
+    if error is not None:
+        where = "/".join(str(step) for step in error.absolute_path) or "the record"
+        raise ValueError(f"not a valid {wanted} record: {where}: {one_line(error.message, 120)}")

@@ -186,6 +186,8 @@ def iter_index(path: str) -> Iterator[list[Row]]:
             yield from _tsv_chunks(path, first, stream)
     except UnicodeDecodeError as exc:
         raise IndexError_(path, "not a text file (not an index)") from exc
+    except (csv.Error, RecursionError) as exc:  # a field beyond csv's limit; JSON nested too deeply
+        raise IndexError_(path, f"not an index ({type(exc).__name__}: {str(exc)[:80]})") from exc
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -202,7 +204,7 @@ def _json_chunks(path: str, first: str, stream: IO[str]) -> Iterator[list[Row]]:
     for lines in _batches(itertools.chain([first], stream), CHUNK_ROWS):
         try:
             yield _json_rows(lines)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             _blame_line(path, lines, number)
             raise
         number += len(lines)
@@ -227,8 +229,8 @@ def _blame_line(path: str, lines: list[str], before: int) -> None:
     for number, line in enumerate(lines, start=before + 1):
         try:
             _json_rows([line])
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise IndexError_(path, f"line {number}: not an index row ({exc})") from exc
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            raise IndexError_(path, f"line {number}: not an index row ({str(exc)[:80]})") from exc
         except KeyError as exc:
             raise IndexError_(path, f"line {number}: not an index row (no {exc.args[0]})") from exc
 

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from .errors import BioisccError, InputError, describe, one_line
 from .locations import is_omero_uri
+from .output import note_input
 
 VERIFY = "bioiscc.verify"
 OK, FAILED, MISSING, UNREADABLE, MOVED, NEW = "OK", "FAILED", "MISSING", "UNREADABLE", "MOVED", "NEW"
@@ -190,6 +191,7 @@ def read_list(name: str) -> Iterator[Entry | Skipped]:
         if name == "-":
             yield from _read_stream(name, sys.stdin)
             return
+        note_input(name)  # no -o may replace it
         with open(name, encoding="utf-8") as stream:
             yield from _read_stream(name, stream)
     except FileNotFoundError as exc:
@@ -242,14 +244,14 @@ def _from_json(
     """JSON Lines (index rows, scene records), or one JSON document (a container) from line `number`."""
     try:
         value = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None  # not one record per line: a JSON document (a container) over many lines
     if not isinstance(value, dict):
         text = first + "".join(line for _, line in lines)
         try:
             document = json.loads(text)
-        except ValueError as exc:
-            raise ListError(f"{name}: not JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ListError(f"{name}: not JSON ({type(exc).__name__})") from exc
         records = document if isinstance(document, list) else [document]
         if not records or not _has_codes(records[0]):
             raise ListError(f"{name}: {_what(records[0] if records else None)}, which holds no stored codes")
@@ -265,7 +267,7 @@ def _from_json(
         where = f"{name}:{number}"
         try:
             record = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield Skipped(where, "not a JSON record", malformed=True)
             continue
         yield from _record_entries(record, where)
@@ -307,7 +309,15 @@ def _record_entries(record: Any, where: str) -> list[Entry | Skipped]:
     if not parts:
         cause = record.get("error") or "no scenes"
         return [Skipped(where, f"{record.get('source')}: a container without codes ({cause})", False)]
-    return [entry for part in parts for entry in _record_entries({"kind": "bioiscc.scene", **part}, where)]
+    return [
+        entry
+        for part in parts
+        for entry in (
+            _record_entries({"kind": "bioiscc.scene", **part}, where)
+            if isinstance(part, dict)
+            else [Skipped(where, "a container part that is not a record", malformed=True)]
+        )
+    ]
 
 
 def _from_tsv(name: str, lines: Iterable[tuple[int, str]]) -> Iterator[Entry | Skipped]:
@@ -318,7 +328,13 @@ def _from_tsv(name: str, lines: Iterable[tuple[int, str]]) -> Iterator[Entry | S
             line[0] = number
             yield text
 
-    reader = csv.reader(texts(), delimiter="\t")
+    try:
+        yield from _tsv_entries(name, csv.reader(texts(), delimiter="\t"), line)
+    except csv.Error as exc:  # a field beyond csv's limit, a NUL byte
+        raise ListError(f"{name}:{line[0]}: not a TSV index ({exc})") from exc
+
+
+def _tsv_entries(name: str, reader: Any, line: list[int]) -> Iterator[Entry | Skipped]:
     header = next(reader)
     for row in reader:
         where = f"{name}:{line[0]}"

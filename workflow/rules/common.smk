@@ -25,6 +25,7 @@ from snakemake.logging import logger
 try:
     from bioiscc.fingerprint import entries, fingerprint_of
     from bioiscc.output import plural
+    from bioiscc.locations import is_omero_uri, redact
     from bioiscc.sources import BIOIO_SUFFIXES
     from bioiscc.sources.omezarr import is_zarr_store
 except ImportError as exc:
@@ -144,9 +145,10 @@ def find_inputs(settings, skipped=None):
     def add(key, path, relative=None):
         try:
             status = os.stat(path)  # the one stat of a file input (fingerprint, size)
-        except OSError:
-            logger.warning(f"bioiscc: skipping {path}: {BROKEN_LINK}")
-            skipped.append((relative or path, BROKEN_LINK))
+        except OSError as exc:  # a link to nothing, or a link loop
+            reason = f"{BROKEN_LINK} ({exc.strerror})"
+            logger.warning(f"bioiscc: skipping {path}: {reason}")
+            skipped.append((relative or path, reason))
             return
         if found.setdefault(key, Input(key, path)).path != path:
             raise WorkflowError(
@@ -194,6 +196,11 @@ def find_inputs(settings, skipped=None):
     root_abs = os.path.abspath(root)
     for item in settings["inputs"]:
         path = os.path.abspath(item)
+        if is_omero_uri(item):  # said without any user:password@ it may hold
+            raise WorkflowError(
+                f"bioiscc: inputs: {redact(item)}: OMERO images are not workflow inputs yet; "
+                "hash them with `bioiscc hash` (credentials in OMERO_USER and OMERO_PASSWORD)"
+            )
         if not os.path.exists(path):
             raise WorkflowError(f"bioiscc: inputs: {item!r} does not exist")
         relative = os.path.relpath(path, root_abs)
@@ -761,3 +768,83 @@ STALE_LIST = f"{RESULTS}/stale.txt"
 SKIPPED_LIST = f"{RESULTS}/skipped.tsv"
 STALE = sync_stale(sync_batch_files())
 sync_skipped()
+
+
+def batch_repairs(wildcards):
+    """A params rerun trigger of every batch rule: how often results of the batch were found
+    changed or removed by hand (see find_damaged_batches); it changes only when that happens.
+    """
+    return REPAIRS.get(wildcards.batch) or _repair_count(wildcards.batch)
+
+
+@cache
+def _repair_count(batch):
+    try:
+        return _repairs_file(batch).read_text()[:20]
+    except OSError:
+        return ""
+
+
+def _repairs_file(batch):
+    return Path(RESULTS, "_batches", batch, "repairs.txt")
+
+
+def find_damaged_batches(steps):
+    """Rerun the batches whose per-input results were changed or removed by hand since they ran.
+
+    Snakemake tracks a batch's logs, not the results/<key>/ files its inputs got; each log line
+    holds the size and mtime of that input's outputs as stamped. One stat per output (no stamp,
+    no pixels read) finds a result that no longer matches, and a log removed by hand is missing
+    beside the batch's others. Such a batch's repair count (a params trigger of its rules) goes
+    up: Snakemake reruns the batch, whose commands recompute the damaged inputs only (their stamps
+    no longer match) and reuse the others.
+    """
+    repairs = {}
+    for batch in BATCHES:
+        logs = [
+            os.path.join(RESULTS, "_batches", batch, f"{step}.jsonl") for step in steps
+        ]
+        damaged = _damaged_output(logs)
+        if damaged is None:
+            continue
+        logger.info(
+            f"bioiscc: {damaged} was changed or removed by hand: rerunning batch {batch}"
+        )
+        try:
+            count = int(_repairs_file(batch).read_text())
+        except (OSError, ValueError):
+            count = 0
+        repairs[batch] = str(count + 1)
+        sync_file(_repairs_file(batch), repairs[batch])
+    return repairs
+
+
+def _damaged_output(logs):
+    """The first output (or log) that is not as the batch logs say; None when all are."""
+    present = [log for log in logs if os.path.exists(log)]
+    if not present:
+        return None  # the batch has not run yet
+    if len(present) < len(logs):
+        return next(log for log in logs if log not in present)
+    for log in present[:-1]:  # the last, the index rows, names no outputs
+        try:
+            text = Path(log).read_text(encoding="utf-8").strip()
+            # one JSON document for the whole log: half the time of a json.loads per line
+            for entry in json.loads(f"[{text.replace(chr(10), ',')}]"):
+                for name, (size, mtime_ns) in (entry.get("outputs") or {}).items():
+                    path = os.path.join(entry["dir"], name)
+                    try:
+                        found = os.stat(path)
+                    except OSError:
+                        return path
+                    if found.st_size != size or found.st_mtime_ns != mtime_ns:
+                        return path
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return log  # a log damaged itself
+    return None
+
+
+#: batch -> its repair count, for the batches found damaged now
+REPAIRS = find_damaged_batches(
+    [*(BATCH_STEPS if config["views"]["enabled"] else BATCH_STEPS[:2]), "index"]
+)

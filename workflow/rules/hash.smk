@@ -28,6 +28,7 @@ rule walk:
         mem_mb=light_mem_mb,
         runtime=walk_runtime,
     params:
+        repairs=batch_repairs,
         fingerprint=batch_fingerprint,
         retry=batch_retry,
         options=flags(retry_failed=config["retry_failed"], no_progress=True),
@@ -54,6 +55,7 @@ rule hash:
         mem_mb=read_mem_mb,
         runtime=runtime_minutes,
     params:
+        repairs=batch_repairs,
         options=flags(
             simprints=config["simprints"],
             narrow=config["narrow"],

@@ -24,6 +24,7 @@ rule index_batch:
         mem_mb=light_mem_mb,
         runtime=light_runtime,
     params:
+        repairs=batch_repairs,
         input_dir=config["input_dir"],
         images="--images image.jsonl" if config["views"]["enabled"] else "",
     shell:

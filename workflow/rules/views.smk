@@ -24,6 +24,7 @@ rule extract_views:
         mem_mb=read_mem_mb,
         runtime=runtime_minutes,
     params:
+        repairs=batch_repairs,
         views=view_options(config["views"]),
         options=flags(retry_failed=config["retry_failed"], no_progress=True),
     shell:
@@ -51,6 +52,7 @@ rule mix:
         mem_mb=light_mem_mb,
         runtime=light_runtime,
     params:
+        repairs=batch_repairs,
         bits=config["views"]["bits"],
         options=flags(retry_failed=config["retry_failed"], no_progress=True),
     shell:

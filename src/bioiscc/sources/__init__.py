@@ -27,11 +27,14 @@ over a second); `BioioSource` still reads them through bioio-czi and bioio-nd2
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..output import note_input
 from ..scene import Source
 
 SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
@@ -111,10 +114,38 @@ def tiff_format(tiff: Any) -> str:
     return TIFF_FLAVOURS.get(series[0].kind, "tiff") if series else "tiff"
 
 
+def _missing(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if isinstance(exc, FileNotFoundError):
+        return "a broken symbolic link" if path.is_symlink() else "no such file or directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def check_readable(location: str, path: Path) -> None:
     """One clear cause for inputs that are not there, not readable or empty."""
-    if not path.exists():
-        raise InputError(location, "no such file or directory")
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise InputError(location, _missing(path, exc)) from exc
+    if not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+        # opening a FIFO waits for a writer, a device may never end: neither is read
+        raise InputError(location, f"not a regular file or directory ({_file_type(status.st_mode)})")
+    note_input(path)
     if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
         raise InputError(location, "permission denied")
     if path.is_file():
