@@ -324,8 +324,10 @@ def tiff_page_damage(page: Any) -> str | None:
     stored = [n for n in counts if n]
     if ratio is None or not stored:
         return None
-    # edge tiles are stored whole: the page's bytes are at most what its chunks decode to
-    declared = page.nbytes * len(stored) // len(counts)
+    # edge tiles are stored whole: the page's bytes are at most what its chunks decode to; samples
+    # of fewer bits than their decoded type (bilevel, 12-bit) are stored packed
+    packed = page.nbytes * int(page.keyframe.bitspersample) // (8 * page.dtype.itemsize)
+    declared = packed * len(stored) // len(counts)
     if sum(stored) * ratio < declared:
         return (
             f"corrupt: page {page.index} declares {declared} bytes of pixels in {sum(stored)} stored "
