@@ -281,6 +281,20 @@ def test_rerun_with_nothing_changed_runs_no_job(done: tuple[Path, str]) -> None:
     assert "Nothing to be done" in output
 
 
+def test_partial_run_is_not_taken_for_damage(tmp_path: Path) -> None:
+    """After `--until walk` the batches' later steps have simply not run: the next run plans those,
+    not the walk again (a missing later log is no result removed by hand)."""
+    workdir = tmp_path / "ws"
+    write_tiff(workdir / "data" / "plain.tif", seed=1)
+    (workdir / "config").mkdir()
+    (workdir / "config" / "config.yaml").write_text("input_dir: data\n")
+    snakemake(workdir, "--until", "walk")
+    output = snakemake(workdir, "-n")
+    planned = [rule for rule, _ in jobs(output)]
+    assert "walk" not in planned and "hash" in planned, output
+    assert "changed or removed by hand" not in output
+
+
 def test_changed_file_recomputes_only_itself(workspace: Path) -> None:
     write_tiff(workspace / "data" / "plain.tif", seed=100)
     assert jobs(snakemake(workspace, "-n")) == jobs_of(workspace, "plain.tif")

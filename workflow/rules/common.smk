@@ -821,12 +821,15 @@ def find_damaged_batches(steps):
 
 def _damaged_output(logs):
     """The first output (or log) that is not as the batch logs say; None when all are."""
-    present = [log for log in logs if os.path.exists(log)]
-    if not present:
+    exists = [os.path.exists(log) for log in logs]
+    if not any(exists):
         return None  # the batch has not run yet
-    if len(present) < len(logs):
-        return next(log for log in logs if log not in present)
-    for log in present[:-1]:  # the last, the index rows, names no outputs
+    last = max(i for i, found in enumerate(exists) if found)
+    if not all(exists[:last]):  # a step's log removed by hand after later steps ran
+        return logs[exists.index(False)]
+    # later steps that have not run yet (--until, a failed job) are no damage; the last log, the
+    # index rows, names no outputs
+    for log in logs[:-1][: last + 1]:
         try:
             text = Path(log).read_text(encoding="utf-8").strip()
             # one JSON document for the whole log: half the time of a json.loads per line
