@@ -208,7 +208,7 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert str(path) in result.stderr and "aicspylibczi" in result.stderr
-    assert "pip install 'bioiscc[czi]'" in result.stderr
+    assert "install bioiscc's 'czi' extra (in a clone of bioiscc: pip install '.[czi]')" in result.stderr
 
 
 @pytest.mark.samples

@@ -491,7 +491,7 @@ def test_missing_library_names_the_extra(module: str, extra: str, suffix: str, t
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert str(path) in result.stderr and module in result.stderr
-    assert f"pip install 'bioiscc[{extra}]'" in result.stderr
+    assert f"'{extra}' extra (in a clone of bioiscc: pip install '.[{extra}]')" in result.stderr
 
 
 # --- memory --------------------------------------------------------------------------------------

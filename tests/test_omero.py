@@ -643,7 +643,7 @@ def test_missing_omero_py_names_the_extra() -> None:
         env=env,
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert "omero-py" in result.stderr and "pip install 'bioiscc[omero]'" in result.stderr
+    assert "omero-py" in result.stderr and "pip install '.[omero]'" in result.stderr
 
 
 # ------------------------------------------------------------------------- the real omero-py

@@ -19,6 +19,7 @@ import click
 COMMANDS = ("formats",)
 
 from . import cli  # noqa: E402
+from .errors import install_hint  # noqa: E402
 
 #: suffixes shown per plugin in the table (--json lists all)
 SHOWN_SUFFIXES = 12
@@ -72,7 +73,7 @@ def _recognised(row: dict[str, Any]) -> str:
 
 def _library(row: dict[str, Any]) -> str:
     if row["version"] is None:
-        return f"{row['library']} (not installed: pip install 'bioiscc[{row['extra']}]')"
+        return f"{row['library']} (not installed: {install_hint(row['extra'])})"
     return f"{row['library']} {row['version']}"
 
 

@@ -25,15 +25,18 @@ class InputError(BioisccError):
         super().__init__(f"{source}: {self.cause}")
 
 
+def install_hint(extra: str) -> str:
+    """How to add an extra to an installation of bioiscc (not on PyPI yet: from a clone)."""
+    return f"install bioiscc's '{extra}' extra (in a clone of bioiscc: pip install '.[{extra}]')"
+
+
 class MissingPluginError(InputError):
     """The reader a format needs is not installed; the message names the extra to install."""
 
     def __init__(self, source: str, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(
-            source, f"reading this format needs {package}; install it with: pip install 'bioiscc[{extra}]'"
-        )
+        super().__init__(source, f"reading this format needs {package}; {install_hint(extra)}")
 
 
 def import_reader(source: str, module: str, extra: str) -> ModuleType:
