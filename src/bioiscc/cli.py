@@ -75,20 +75,27 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
+def record_errors_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
         "--record-errors",
         is_flag=True,
         help="Write a failed record instead of failing, and exit 0 (for workflows).",
     )(func)
-    func = click.option(
+
+
+def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
         "-o",
         "--output",
         type=OutputFile(),
         default=None,
         help="Write to this file (atomically) instead of stdout.",
     )(func)
-    return func
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-o FILE and --record-errors, of the commands that write records."""
+    return output_option(record_errors_option(func))
 
 
 def scenes_option(func: Callable[..., Any]) -> Callable[..., Any]:

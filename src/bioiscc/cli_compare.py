@@ -22,7 +22,7 @@ import click
 COMMANDS = ("diff", "similar")
 
 from . import cli  # noqa: E402
-from .cli import EXIT_FAILED, source_options, threads_option  # noqa: E402
+from .cli import EXIT_FAILED, output_option, source_options, threads_option  # noqa: E402
 from .cli_output import OutputFile  # noqa: E402
 
 if TYPE_CHECKING:
@@ -59,13 +59,7 @@ def _trouble(message: str) -> NoReturn:
     "--no-views", is_flag=True, help="Skip the views of sources: no ISCC-MIXED, no look-alike verdict."
 )
 @click.option("--json", "as_json", is_flag=True, help="Write the bioiscc.diff record, not verdict lines.")
-@click.option(
-    "-o",
-    "--output",
-    type=OutputFile(),
-    default=None,
-    help="Write to this file (atomically) instead of stdout.",
-)
+@output_option
 @source_options
 @threads_option
 def diff(

@@ -24,7 +24,9 @@ from . import cli  # noqa: E402
 from .cli import (  # noqa: E402
     EXIT_INCOMPLETE,
     _fail,
+    output_option,
     progress_option,
+    record_errors_option,
     scenes_option,
     source_options,
     threads_option,
@@ -36,7 +38,6 @@ from .cli_batch import (  # noqa: E402
     run_batch,
     views_step,
 )
-from .cli_output import OutputFile  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -133,14 +134,6 @@ def view_options(default_max: int) -> Callable[[Callable[..., Any]], Callable[..
         return func
 
     return decorate
-
-
-def record_errors_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--record-errors",
-        is_flag=True,
-        help="Write a failed record instead of failing, and exit 0 (for workflows).",
-    )(func)
 
 
 def _strategies(chosen: tuple[str, ...]) -> tuple[str, ...]:
@@ -258,13 +251,7 @@ def extract_views(
 @click.option(
     "--bits", type=click.Choice(BITS), default="256", show_default=True, help="ISCC-IMAGE/-MIXED bits."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=OutputFile(),
-    default=None,
-    help="Write to this file (atomically) instead of stdout.",
-)
+@output_option
 @record_errors_option
 @batch_options
 @progress_option

@@ -246,7 +246,10 @@ def index(
     rows.sort(key=lambda row: (row["input"], -1 if row["scene"] is None else row["scene"]))
 
     with_views = images is not None or any(row["views_status"] is not None for row in rows)
-    summary = summary_line(rows, inputs, with_views=with_views, notes=_list_notes(skipped_tsv, stale_list))
+    skipped = _skipped_entries(skipped_tsv) if skipped_tsv is not None else []
+    stale = _stale_entries(stale_list) if stale_list is not None else []
+    notes = _list_notes(skipped_tsv, len(skipped), stale_list, len(stale))
+    summary = summary_line(rows, inputs, with_views=with_views, notes=notes)
     if rows_output is not None:
         write_text("".join(dumps(_stored(row)) + "\n" for row in rows), rows_output)
     if tsv is not None:
@@ -255,7 +258,6 @@ def index(
         from .report_page import render_page
 
         groups = _similar_groups(similar_json) if similar_json else None
-        skipped, stale = _listed_entries(skipped_tsv, stale_list)
         write_text(render_page(rows, summary, groups, skipped=skipped, stale=stale), html_path)
     if jsonl is not None or (tsv is None and html_path is None and rows_output is None):
         write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
@@ -437,52 +439,38 @@ def _tsv_value(value: Any) -> str:
 NAMED_FAILURES = 3
 
 
-def _count_lines(path: str, header: bool) -> int:
+def _skipped_entries(path: str) -> list[dict[str, str]]:
+    """The workflow's files that are not inputs (TSV: path, reason)."""
+    import csv
+
     try:
         with open(path, encoding="utf-8", newline="") as stream:
-            if header:
-                import csv
-
-                return max(sum(1 for _ in csv.reader(stream, delimiter="\t")) - 1, 0)
-            return sum(1 for line in stream if line.strip())
+            return [dict(row) for row in csv.DictReader(stream, delimiter="\t")]
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{path}: cannot read it ({exc})")
 
 
-def _listed_entries(
-    skipped_tsv: str | None, stale_list: str | None
-) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """The workflow's skipped files (path, reason) and stale result folders, as the page lists them."""
-    skipped: list[dict[str, str]] = []
-    stale: list[dict[str, str]] = []
+def _stale_entries(path: str) -> list[dict[str, str]]:
+    """The workflow's stale result folders (one a line)."""
     try:
-        if skipped_tsv is not None:
-            import csv
-
-            with open(skipped_tsv, encoding="utf-8", newline="") as stream:
-                skipped = [dict(row) for row in csv.DictReader(stream, delimiter="\t")]
-        if stale_list is not None:
-            with open(stale_list, encoding="utf-8") as stream:
-                stale = [
-                    {"path": line.strip(), "reason": "its input no longer exists or its batch is gone"}
-                    for line in stream
-                    if line.strip()
-                ]
+        with open(path, encoding="utf-8") as stream:
+            folders = [line.strip() for line in stream if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read the lists of skipped files and stale results: {exc}")
-    return skipped, stale
+        _fail(f"{path}: cannot read it ({exc})")
+    reason = "its input no longer exists or its batch is gone"
+    return [{"path": folder, "reason": reason} for folder in folders]
 
 
-def _list_notes(skipped_tsv: str | None, stale_list: str | None) -> list[str]:
+def _list_notes(skipped_tsv: str | None, skipped: int, stale_list: str | None, stale: int) -> list[str]:
     """The summary's notes on the workflow's lists of skipped files and stale result folders."""
     from .output import plural
 
     notes = []
-    if skipped_tsv is not None and (count := _count_lines(skipped_tsv, header=True)):
-        notes.append(f"{count} skipped ({skipped_tsv})")
-    if stale_list is not None and (count := _count_lines(stale_list, header=False)):
-        stale = plural(count, "stale result folder")
-        notes.append(f"{stale} ({stale_list}; snakemake clean_stale removes them)")
+    if skipped_tsv is not None and skipped:
+        notes.append(f"{skipped} skipped ({skipped_tsv})")
+    if stale_list is not None and stale:
+        folders = plural(stale, "stale result folder")
+        notes.append(f"{folders} ({stale_list}; snakemake clean_stale removes them)")
     return notes
 
 
