@@ -39,11 +39,14 @@ class ProgressLine:
         self.shown = False
 
     def __call__(self, scene: int, done: int, total: int) -> None:
+        """Called as a scene's bytes are hashed; shows at most two updates a second."""
         now = time.monotonic()
         if not self.enabled or (now - self.last < 0.5 and done < total):
             return
         self.last = now
-        percent = 100 * done / total if total else 100
+        self.show(scene, 100 * done / total if total else 100.0, total)
+
+    def show(self, scene: int, percent: float, total: int) -> None:
         click.echo(
             f"\rbioiscc: scene {scene}: {percent:5.1f}% of {total / 2**20:,.1f} MiB", err=True, nl=False
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -28,7 +27,7 @@ import click
 COMMANDS = ("verify",)
 
 from . import cli  # noqa: E402
-from .cli import progress_option, source_options, threads_option  # noqa: E402
+from .cli import ProgressLine, progress_option, source_options, threads_option  # noqa: E402
 from .cli_output import OutputFile  # noqa: E402
 from .output import plural  # noqa: E402
 
@@ -99,22 +98,16 @@ class Output:
             Path(self.temporary).unlink(missing_ok=True)
 
 
-class Progress:
+class Progress(ProgressLine):
     """One updating line on stderr: scenes checked so far and the scene being hashed."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+        super().__init__(enabled)
         self.checked = 0
         self.current = ""
-        self.last = 0.0
         self.width = 0
 
-    def __call__(self, scene: int, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.5 and done < total):
-            return
-        self.last = now
-        percent = 100 * done / total if total else 100.0
+    def show(self, scene: int, percent: float, total: int) -> None:
         where = f"{self.current[-60:]} scene {scene}" if self.current else f"scene {scene}"
         text = f"bioiscc verify: {self.checked:,} scenes checked; {where}: {percent:5.1f}%"
         click.echo("\r" + text.ljust(self.width), err=True, nl=False)
