@@ -5,7 +5,7 @@ launcher that reports the command's own peak RSS (as benchmarks/workflow_scale.p
 
 - bigplane: one RGB plane of SIDE x SIDE uint8 pixels (default 40,000: 4.8 GB of pixels) in a tiled
   TIFF (512 x 512 tiles, zstd or JPEG), written tile by tile (the image is never in memory).
-  Target: peak RSS <= 512 MB (the hashing process and its forked reader together). `iscc-sum`
+  Target: peak RSS <= 512 MB (the reading process and its two hashing children together). `iscc-sum`
   runs on the same (compressed) file. With --check the code is compared with an independent read
   (tifffile's zarr view, one sample at a time, in row bands).
 - tiles: the pixels of benchmarks/bench_hash.py (uint16, C=2, Z=32, 2048 x 2048, 512 MiB) as an
@@ -172,14 +172,14 @@ def amplification(runs: list[Run]) -> str:
 
 
 def both_processes_mb(runs: list[Run]) -> str:
-    """The peak RSS of the hashing process plus that of its forked reader (BIOISCC_STATS), if any.
+    """The peak RSS of the reading process plus those of its hashing children (BIOISCC_STATS), if any.
 
-    The launcher sees the larger of the two only; their sum counts the shared slots twice."""
+    The launcher sees the largest process only; the sum counts the shared slots three times."""
     sums = []
     for r in runs:
-        found = re.findall(r"forked reader peak_rss_kib=(\d+) hashing process peak_rss_kib=(\d+)", r.stderr)
+        found = re.findall(r"peak_rss_kib=(\d+) hashing_children_peak_rss_kib=([0-9+]+)", r.stderr)
         if found:
-            sums.append(max(int(a) + int(b) for a, b in found) * 1024 / MB)
+            sums.append(max(int(own) + sum(map(int, kids.split("+"))) for own, kids in found) * 1024 / MB)
     return f"{max(sums):.0f}" if sums else "-"
 
 

@@ -1,15 +1,12 @@
-"""Compressed TIFF pages: decoded straight into big-endian planes, and in a forked process.
+"""Compressed TIFF pages: decoded straight into big-endian planes.
 
-Codes must be those of the uncompressed vectors; the decoder must give tifffile's own pixels for
-every codec; the forked read-ahead must give the same stream, report a reader's error as the
-thread does, and leave no process behind.
+Codes must be those of the uncompressed vectors, hashed in this process or in child processes; the
+decoder must give tifffile's own pixels for every codec, and a broken tile the same error either way.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +15,10 @@ import pytest
 import tifffile
 
 import bioiscc
-from bioiscc import forked, imagewalk
+from bioiscc import hasher, imagewalk
 from bioiscc.sources import open_source
 from bioiscc.sources import tiff as tiff_source
 from bioiscc.sources.tiff_segments import decodable
-from bioiscc.sumcode import hash_planes
 
 CODECS: list[tuple[str, dict[str, Any]]] = [
     ("zstd", {"compression": "zstd", "tile": (32, 32)}),
@@ -48,23 +44,11 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def fork_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Fork for any scene size, whatever threads earlier tests left; returns the children's pids."""
-    pids: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            pids.append(pid)
-        return pid
-
-    monkeypatch.setattr(forked, "FORK_MIN_BYTES", 0)
-    monkeypatch.setattr(forked.threading, "active_count", lambda: 1)  # the child reads no zarr
-    monkeypatch.setattr(forked.os, "fork", fork)
-    monkeypatch.setattr(forked, "SLOT_BYTES", 1000)  # planes of 6,144 bytes over several slots
-    monkeypatch.setattr(forked, "SLOTS", 2)
-    return pids
+def children_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash every scene in child processes, through a ring of slots smaller than a plane."""
+    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
+    monkeypatch.setattr(hasher, "SLOT_BYTES", 1000)  # planes of 6,144 bytes over several slots
+    monkeypatch.setattr(hasher, "SLOTS", 2)
 
 
 def codes(path: Path) -> list[tuple[str, list[str]]]:
@@ -75,20 +59,17 @@ def codes(path: Path) -> list[tuple[str, list[str]]]:
 
 
 @pytest.mark.parametrize("name", [name for name, _ in CODECS])
-def test_compressed_pages_give_the_vector_code_with_and_without_fork(
-    compressed: dict[str, Path], vectors_dir: Path, expected: dict, fork_always: list[int], name: str
+def test_compressed_pages_give_the_vector_code_in_children_and_here(
+    compressed: dict[str, Path], vectors_dir: Path, expected: dict, children_always: None, name: str
 ) -> None:
-    want = codes(vectors_dir / "img5d_u16.ome.tif")  # uncompressed: asarray, no fork
-    assert fork_always == []
+    want = codes(vectors_dir / "img5d_u16.ome.tif")  # uncompressed: asarray
     assert want[0][0] == expected["img5d_u16.ome.tif"][0]["iscc_code"]
     assert codes(compressed[name]) == want
-    assert len(fork_always) == 1
-    os.environ["BIOISCC_FORK"] = "0"
+    os.environ["BIOISCC_HASH_CHILDREN"] = "0"
     try:
         assert codes(compressed[name]) == want
     finally:
-        del os.environ["BIOISCC_FORK"]
-    assert len(fork_always) == 1
+        os.environ["BIOISCC_HASH_CHILDREN"] = "always"
 
 
 @pytest.mark.parametrize(
@@ -136,8 +117,8 @@ def test_the_decoder_gives_tifffiles_pixels(
         np.testing.assert_array_equal(mine, truth)
 
 
-def test_a_decode_error_in_the_child_is_the_error_of_the_thread(
-    compressed: dict[str, Path], tmp_path: Path, fork_always: list[int]
+def test_a_decode_error_is_the_same_in_children_and_here(
+    compressed: dict[str, Path], tmp_path: Path, children_always: None
 ) -> None:
     broken = tmp_path / "broken.ome.tif"
     data = bytearray(compressed["zstd"].read_bytes())
@@ -146,92 +127,15 @@ def test_a_decode_error_in_the_child_is_the_error_of_the_thread(
         offset, count = page.dataoffsets[2], page.databytecounts[2]
     data[offset : offset + count] = bytes(count)  # a tile of zeros: not a zstd frame
     broken.write_bytes(bytes(data))
-    forked_record = bioiscc.hash_scenes(broken)[0]
-    assert len(fork_always) == 1
-    os.environ["BIOISCC_FORK"] = "0"
+    in_children = bioiscc.hash_scenes(broken)[0]
+    os.environ["BIOISCC_HASH_CHILDREN"] = "0"
     try:
-        thread_record = bioiscc.hash_scenes(broken)[0]
+        here = bioiscc.hash_scenes(broken)[0]
     finally:
-        del os.environ["BIOISCC_FORK"]
-    assert forked_record["status"] == thread_record["status"] == "failed"
-    assert forked_record["error"] == thread_record["error"]
-    assert "page 20" in forked_record["error"]
-    assert not _alive(fork_always[0])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_closing_the_stream_early_ends_the_child(compressed: dict[str, Path], fork_always: list[int]) -> None:
-    with open_source(compressed["zstd"]) as source:
-        reader = source.open_scene(source.scenes()[0])
-        stream = imagewalk.PlaneWalk(reader).canonical()
-        first = next(stream)
-        assert b"".join(first)
-        stream.close()
-    assert len(fork_always) == 1 and not _alive(fork_always[0])
-
-
-def test_items_cross_slots_in_order_with_their_plane_ends(fork_always: list[int]) -> None:
-    """Items larger and smaller than a slot, empty pieces, memoryviews: the same bytes come back."""
-    rng = np.random.default_rng(0)
-    items = [[rng.bytes(n) for n in sizes] for sizes in ([2500], [1, 0, 999], [1000, 1000], [7])]
-    ends = [True, False, True, True]
-
-    def chunks() -> Iterator[list[Any]]:
-        for item, end in zip(items, ends, strict=True):
-            yield imagewalk.PlanePart([memoryview(piece) for piece in item], end)
-
-    class Reader:
-        decoded_bytes = 5
-
-    reader = Reader()
-    got = list(forked.read_ahead_forked(chunks(), reader))
-    joined: list[tuple[bytes, bool]] = []
-    current = b""
-    for part in got:
-        current += b"".join(part)
-        if part.ends_plane:
-            joined.append((current, True))
-            current = b""
-    assert joined == [(b"".join(items[0]), True), (b"".join(items[1] + items[2]), True), (items[3][0], True)]
-    assert reader.decoded_bytes == 5  # the child's reader counted nothing new
-
-
-def test_the_views_tap_reads_in_this_process(compressed: dict[str, Path], fork_always: list[int]) -> None:
-    from bioiscc.views import api
-
-    with api.opened(compressed["zstd"]) as src:
-        done = api.scene_views(src, src.scenes()[0], with_sum=True)
-    assert done.code is not None and done.views is not None and done.views.planes_binned > 0
-    assert fork_always == []
-    with open_source(compressed["zstd"]) as source:
-        reader = source.open_scene(source.scenes()[0])
-        assert hash_planes(imagewalk.iter_planes(reader)).iscc_code == done.code.iscc_code
-
-
-def test_the_child_leaves_the_shared_file_position_alone(
-    compressed: dict[str, Path], fork_always: list[int]
-) -> None:
-    """The child shares the parent's file descriptor: it reads with pread, so the parent's buffered
-    reader still finds the position it left (the next scene of a file reads the right bytes)."""
-    with open_source(compressed["zstd"]) as source:
-        handle = source.tiff.filehandle
-        before = os.lseek(handle.fileno(), 0, os.SEEK_CUR)
-        reader = source.open_scene(source.scenes()[0])
-        code = hash_planes(imagewalk.iter_planes(reader)).iscc_code
-        assert len(fork_always) == 1
-        assert os.lseek(handle.fileno(), 0, os.SEEK_CUR) == before
-    os.environ["BIOISCC_FORK"] = "0"
-    try:
-        assert codes(compressed["zstd"])[0][0] == code
-    finally:
-        del os.environ["BIOISCC_FORK"]
+        os.environ["BIOISCC_HASH_CHILDREN"] = "always"
+    assert in_children["status"] == here["status"] == "failed"
+    assert in_children["error"] == here["error"]
+    assert "page 20" in in_children["error"]
 
 
 def test_a_page_with_missing_tiles_is_read_by_tifffile(tmp_path: Path) -> None:
@@ -285,22 +189,3 @@ def test_rows_decode_only_their_segments_and_equal_the_plane(
             np.testing.assert_array_equal(rows, plane[y0:y1])
             assert reader.decoded_bytes - before == rows.nbytes
         assert reader._rows_view is None  # tifffile's zarr view was never needed
-
-
-class Unpicklable(Exception):
-    """An error that holds a lock: it cannot be pickled (whatever pickling support is installed)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.lock = threading.Lock()
-
-
-def test_an_error_that_does_not_pickle_arrives_as_a_scene_error(fork_always: list[int]) -> None:
-    from bioiscc.errors import SceneError
-
-    def chunks() -> Iterator[list[Any]]:
-        yield [b"x"]
-        raise Unpicklable("went away")
-
-    with pytest.raises(SceneError, match="Unpicklable: went away"):
-        list(forked.read_ahead_forked(chunks(), object()))

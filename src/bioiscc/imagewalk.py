@@ -4,8 +4,10 @@
 
 Each plane is written row-major, every pixel big-endian in its own type, nothing else.
 
-Hashing consumes `PlaneWalk.canonical()`: per plane, its canonical bytes as a few `bytes` pieces.
-Two optional reader attributes make it fast; the stream is the same with or without them:
+Hashing consumes `PlaneWalk.canonical()`: per plane, its canonical bytes as a few pieces. A large
+scene is hashed by child processes (`bioiscc.hasher`): the walk then runs in this thread and hands
+out byte views of its reused buffers (`in_place`). A scene hashed in this process gets `bytes`
+pieces, and two optional reader attributes make that fast; the stream is the same either way:
 
 - `readahead_planes: int`: planes the walk may read and convert in a background thread while the
   caller hashes. Reading, decompressing and byte-swapping release the GIL, so on two cores they
@@ -14,8 +16,6 @@ Two optional reader attributes make it fast; the stream is the same with or with
   turns the thread off, so that a job that declares one thread uses one core.
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
-- `fork_readahead: bool`: the reading may run in a forked process instead of a thread
-  (`bioiscc.forked`: no GIL shared with the hash; TIFF pages of compressed strips or tiles).
 
 A stored plane larger than BAND_PLANE_BYTES (a whole-slide image) is hashed in row bands when its
 reader has `read_rows`: the canonical stream is row-major per plane, so bands in order are the same
@@ -25,10 +25,9 @@ the system should the process die) while sample 0 is hashed, then hashed from th
 byte is decoded once and memory stays at a few bands. Such a plane then reaches the hash as several
 `PlanePart`s, the last one marked `ends_plane`.
 
-iscc_sum's `update()` holds the GIL while it hashes, so the read-ahead thread gets the GIL back
-only between two updates. Hashing a plane in pieces lets it in after a piece rather than after a
-whole plane; it needs the GIL after every tile or chunk it decodes. (A shorter switch interval
-than Python's 5 ms measured no better on this busy 2-core machine, so it is left alone.)
+In this process, iscc_sum's `update()` holds the GIL while it hashes, so the read-ahead thread
+gets the GIL back only between two updates. Hashing a plane in pieces lets it in after a piece
+rather than after a whole plane; it needs the GIL after every tile or chunk it decodes.
 """
 
 from __future__ import annotations
@@ -95,8 +94,13 @@ class PlaneWalk(Iterator[Plane]):
             self._planes = _walk(self.reader, self.reader.read, _keeps_samples(self.reader.info))
         return next(self._planes)
 
-    def canonical(self) -> Generator[list[bytes], None, None]:
-        """Each plane's canonical bytes, as pieces, in walk order (instead of iterating, not as well)."""
+    def canonical(self, in_place: bool = False) -> Generator[list[Any], None, None]:
+        """Each plane's canonical bytes, as pieces, in walk order (instead of iterating, not as well).
+
+        The pieces are `bytes`, read ahead in a thread where the reader allows. With `in_place`
+        they are byte views that the next item may overwrite, read in this thread: for a hash that
+        runs in other processes (`bioiscc.hasher`) and copies each item before asking for the next.
+        """
         if self._planes is not None:
             raise RuntimeError("the walk has already been iterated plane by plane")
         self._planes = iter(())
@@ -108,23 +112,16 @@ class PlaneWalk(Iterator[Plane]):
             self.reader.read if keep else getattr(self.reader, "read_transient", self.reader.read)
         )
         writer = CanonicalWriter(PIECE_BYTES)
+        pieces = writer.buffers if in_place else writer.pieces
         rows = band_height(self.reader)
-        depth = readahead_planes(self.reader)
-        from .forked import can_fork, read_ahead_forked
-
-        forked = bool(depth) and can_fork(self.reader, info.bytes)
         chunks: Generator[list[Any], None, None]
         if rows:
-            # in a forked child, bands go to the shared slots straight from the canonical buffer
-            chunks = _banded(self.reader, rows, writer.buffers if forked else writer.pieces)
-            depth = min(2, depth)
-        elif forked:
-            # the child copies each plane into the shared slots straight from its canonical array
-            chunks = (writer.buffers(plane.data) for plane in _walk(self.reader, read, keep))
+            chunks = _banded(self.reader, rows, pieces)
         else:
-            chunks = (writer.pieces(plane.data) for plane in _walk(self.reader, read, keep))
-        if forked:
-            return read_ahead_forked(chunks, self.reader)
+            chunks = (pieces(plane.data) for plane in _walk(self.reader, read, keep))
+        depth = 0 if in_place else readahead_planes(self.reader)
+        if rows:
+            depth = min(2, depth)
         return read_ahead(chunks, depth) if depth else chunks
 
 
@@ -252,8 +249,16 @@ def use_threads(threads: int | None) -> None:
 
 
 def thread_budget() -> int:
-    """Threads a walk may keep busy: the `use_threads` limit, else this machine's cores."""
-    return max(1, _thread_budget or os.cpu_count() or 1)
+    """Threads a walk may keep busy: the `use_threads` limit, else the cores this process may run on
+    (a Slurm job or `taskset` may allow fewer than the machine has)."""
+    return max(1, _thread_budget or usable_cores())
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on every system
+        return os.cpu_count() or 1
 
 
 def readahead_planes(reader: SceneReader) -> int:

@@ -6,17 +6,16 @@ Knows nothing of formats: it consumes `Plane`s from any source via `bioiscc.imag
 from __future__ import annotations
 
 import base64
-import functools
-import importlib.machinery
-import importlib.util
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .imagewalk import PlaneWalk, canonical_bytes, ends_plane
+from .hasher import ChildHasher, LocalHasher, core, hashes_in_children
+from .imagewalk import PlaneWalk, canonical_bytes, ends_plane, thread_budget
 from .scene import Plane
 
 if TYPE_CHECKING:
@@ -47,40 +46,12 @@ class SumCode:
     simprints: list[Simprint] | None = field(default=None)
 
 
-@functools.cache
-def _iscc_sum_core() -> Any:
-    """iscc_sum's compiled processors, without running the `iscc_sum` package's `__init__`.
-
-    That `__init__` also imports iscc_sum's file reader, which imports upath and fsspec: about 0.1 s
-    of a small file's hash, for nothing hashing needs. The compiled core is loaded as Python's import
-    system would load it, under its own name, so that a later `import iscc_sum` reuses it. Should
-    the package not be laid out as expected, it is imported whole.
-    """
-    loaded = sys.modules.get("iscc_sum._core") or sys.modules.get("iscc_sum")
-    if loaded is not None:
-        return loaded
-    try:
-        package = importlib.util.find_spec("iscc_sum")  # finds the package without importing it
-        locations = list(package.submodule_search_locations or []) if package else []
-        spec = importlib.machinery.PathFinder.find_spec("iscc_sum._core", locations)
-        if spec is not None and spec.loader is not None:
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            sys.modules["iscc_sum._core"] = module
-            return module
-    except Exception:
-        pass
-    import iscc_sum
-
-    return iscc_sum
-
-
 def _data_code_processor() -> DataCodeProcessor:
-    return _iscc_sum_core().DataCodeProcessor()
+    return core().DataCodeProcessor()
 
 
 def _iscc_sum_processor() -> IsccSumProcessor:
-    return _iscc_sum_core().IsccSumProcessor()
+    return core().IsccSumProcessor()
 
 
 def plane_simprint(data: bytes | list[bytes]) -> str:
@@ -100,69 +71,73 @@ def hash_planes(
 ) -> SumCode:
     """ISCC-SUM over the canonical bytes of `planes`, in the order given.
 
+    A large scene's walk is hashed by child processes while this one reads (`bioiscc.hasher`).
     `progress`, if given, is called with the byte count of each plane (or row band of a large plane)
-    once it is hashed. With BIOISCC_STATS=1 a line of statistics (bytes decoded and hashed, seconds)
-    goes to stderr.
+    once it is handed to the hash. With BIOISCC_STATS=1 a line of statistics (bytes decoded and
+    hashed, seconds) goes to stderr.
     """
     started = time.perf_counter()
-    processor = _iscc_sum_processor()
-    prints: list[Simprint] | None = [] if simprints else None
+    parallel = isinstance(planes, PlaneWalk) and hashes_in_children(planes.reader.info.bytes, thread_budget())
+    kind = ChildHasher if parallel else LocalHasher
+    stream = _canonical_stream(planes, in_place=parallel)
     total = 0
     count = 0
-    stream = _canonical_stream(planes)
-    plane_size = 0
-    plane_prints: DataCodeProcessor | None = None
     try:
-        for pieces in stream:
-            # update() holds the GIL; reading and byte-swapping run in the walk's read-ahead thread.
-            for piece in pieces:
-                processor.update(piece)
-            size = sum(len(piece) for piece in pieces)
-            plane_size += size
-            if prints is not None:
-                plane_prints = plane_prints or _data_code_processor()
-                for piece in pieces:
-                    plane_prints.update(piece)
-            if progress is not None:
-                progress(size)
-            if not ends_plane(pieces):
-                continue  # a row band of a large plane: the plane goes on
-            if plane_prints is not None and prints is not None:
-                digest = plane_prints.result()["digest"]
-                prints.append(Simprint(base64.b64encode(digest).decode("ascii"), count, plane_size))
-            total += plane_size
-            count += 1
-            plane_size, plane_prints = 0, None
+        digest_of = kind(simprints=simprints, wide=wide)
+        try:
+            for pieces in stream:
+                size = sum(len(piece) for piece in pieces)
+                ends = ends_plane(pieces)
+                digest_of.update(pieces, ends)
+                total += size
+                count += ends
+                if progress is not None:
+                    progress(size)
+            digest = digest_of.finish()
+        finally:
+            digest_of.close()
     finally:
-        stream.close()  # stops the read-ahead thread when hashing fails
-    result = processor.result(wide=wide, add_units=True)
+        stream.close()  # stops a read-ahead thread when hashing fails
     if os.environ.get("BIOISCC_STATS") == "1":
-        _print_stats(planes, total, count, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        _print_stats(planes, total, count, seconds, getattr(digest_of, "peaks_kib", None))
+    prints = None
+    if digest.plane_digests is not None:
+        prints = [
+            Simprint(base64.b64encode(plane_digest).decode("ascii"), index, size)
+            for index, (plane_digest, size) in enumerate(digest.plane_digests)
+        ]
     return SumCode(
-        iscc_code=result.iscc,
-        units=list(result.units or []),
-        datahash=result.datahash,
+        iscc_code=digest.iscc,
+        units=digest.units,
+        datahash=digest.datahash,
         bytes=total,
         planes=count,
         simprints=prints,
     )
 
 
-def _canonical_stream(planes: Iterable[Plane]) -> Generator[list[bytes], None, None]:
-    """A walk's own (read-ahead) stream, or the canonical bytes of any other planes, per plane."""
+def _canonical_stream(planes: Iterable[Plane], in_place: bool) -> Generator[list[Any], None, None]:
+    """A walk's own stream (`in_place`: byte views valid until the next item, read in this thread),
+    or the canonical bytes of any other planes, per plane."""
     if isinstance(planes, PlaneWalk):
-        return planes.canonical()
+        return planes.canonical(in_place=in_place)
     return ([canonical_bytes(plane.data)] for plane in planes)
 
 
-def _print_stats(planes: Iterable[Plane], hashed: int, count: int, seconds: float) -> None:
-    """Read amplification is bytes decoded / bytes hashed; readers that count set `decoded_bytes`."""
+def _print_stats(
+    planes: Iterable[Plane], hashed: int, count: int, seconds: float, children_kib: list[int] | None
+) -> None:
+    """Read amplification is bytes decoded / bytes hashed; readers that count set `decoded_bytes`.
+    Peak RSS (KiB) is this process's, and that of each child process the hash ran in, if any."""
     reader = planes.reader if isinstance(planes, PlaneWalk) else None
     decoded = getattr(reader, "decoded_bytes", None)
     ratio = f"{decoded / hashed:.3f}" if decoded is not None and hashed else "n/a"
     print(
         f"bioiscc: stats: planes={count} hashed_bytes={hashed} decoded_bytes={decoded} "
-        f"read_amplification={ratio} seconds={seconds:.3f}",
+        f"read_amplification={ratio} seconds={seconds:.3f} "
+        f"peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}"
+        + (f" hashing_children_peak_rss_kib={'+'.join(map(str, children_kib))}" if children_kib else ""),
         file=sys.stderr,
     )
 

@@ -171,8 +171,6 @@ class PageScene:
         self.buffer: np.ndarray | None = None
         self._rows_view: Any = None  # tifffile's zarr view of the series, opened for read_rows
         self.segments = SegmentDecoder(series.parent.filehandle)
-        #: compressed pages decode in a forked process while this one hashes (bioiscc.forked)
-        self.fork_readahead = decodable(series.keyframe)
 
     def read(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
         page = self._page(t, c, z, extra)

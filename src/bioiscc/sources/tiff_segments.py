@@ -142,8 +142,8 @@ class SegmentDecoder:
     def _read_into(self, buffer: memoryview, offset: int) -> None:
         """Fill `buffer` from the file at `offset`.
 
-        A plain file is read with `preadv`, which leaves the file position alone: a forked reader
-        (bioiscc.forked) shares it with the parent, whose buffered reader must find it unmoved.
+        A plain file is read with `preadv`: one call, and the file position (tifffile's own
+        buffered reads rely on it) is left alone.
         """
         handle = self.filehandle
         if handle.is_file and getattr(handle, "_offset", 0) == 0 and hasattr(os, "preadv"):

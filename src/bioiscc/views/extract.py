@@ -152,8 +152,6 @@ class ViewTap:
 class _TappedReader:
     """A scene reader that shows every plane it reads to a `ViewTap`."""
 
-    fork_readahead = False  # the tap must see the planes in this process
-
     def __init__(self, reader: SceneReader, tap: ViewTap) -> None:
         self.wrapped = reader
         self.info = reader.info
