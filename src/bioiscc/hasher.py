@@ -329,13 +329,16 @@ class _Child:
 
     def stop(self) -> int:
         """Kill the process unless it is done, reap it; its peak RSS in KiB."""
-        if not self.done:
-            self.process.kill()
-        _, status, usage = os.wait4(self.process.pid, 0)
-        self.process.returncode = os.waitstatus_to_exitcode(status)
+        peak = 0
+        if self.process.returncode is None:  # not reaped yet
+            if not self.done:
+                self.process.kill()
+            _, status, usage = os.wait4(self.process.pid, 0)
+            self.process.returncode = os.waitstatus_to_exitcode(status)
+            peak = int(usage.ru_maxrss)
         os.close(self.messages)
         os.close(self.results)
-        return int(usage.ru_maxrss)
+        return peak
 
 
 def core_path() -> str:
