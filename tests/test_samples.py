@@ -256,3 +256,22 @@ def test_sample_runs_are_identical(samples: Path) -> None:
     first = run_cli("hash", path, "--simprints", check=True).stdout
     second = run_cli("hash", path, "--simprints", check=True).stdout
     assert first == second and len(json_lines(first)) == 3
+
+
+@pytest.mark.samples
+def test_every_sample_hashed_in_child_processes(samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenes of 64 MiB or more are hashed by two child processes (bioiscc.hasher); the samples are
+    smaller, so here every one is, through slots smaller than most planes, and must give the records
+    of the in-process hash: codes, units, datahash and every simprint."""
+    from bioiscc import hasher
+
+    monkeypatch.setattr(hasher, "SLOT_BYTES", 40_000)
+    monkeypatch.setattr(hasher, "SLOTS", 3)
+    for name in sample_files():
+        path = samples / name
+        monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "0")
+        here = bioiscc.hash_scenes(path, simprints=True)
+        monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
+        in_children = bioiscc.hash_scenes(path, simprints=True)
+        assert [r["status"] for r in here] == ["ok"] * len(here), name
+        assert in_children == here, name
