@@ -76,6 +76,26 @@ def test_diff_names_exactly_the_changed_plane(images: dict[str, Path]) -> None:
     assert scene["look_alike"] is True
 
 
+def test_diff_reads_the_same_facts_with_the_hash_in_child_processes(
+    images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large scenes are hashed in child processes while the walk digests each plane here: the
+    digests, simprints and codes must be those of the in-process hash, and the diff the same."""
+    from bioiscc import hasher
+
+    monkeypatch.setattr(hasher, "SLOT_BYTES", 2000)  # planes of 6,144 bytes over several slots
+    monkeypatch.setattr(hasher, "SLOTS", 2)
+    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "0")
+    here = compare.facts_from_source(str(images["changed"]))
+    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
+    assert compare.facts_from_source(str(images["changed"])) == here
+    assert diff_json(images["a"], images["changed"])["scenes"][0]["planes"]["changed"][0]["a"] == {
+        "z": 2,
+        "c": 1,
+        "t": 0,
+    }
+
+
 def test_diff_of_records_names_the_plane_by_its_simprint(images: dict[str, Path], tmp_path: Path) -> None:
     a = hash_records(tmp_path, images["a"])
     changed = hash_records(tmp_path, images["changed"])
