@@ -248,3 +248,32 @@ def test_one_allowed_core_means_no_children(monkeypatch: pytest.MonkeyPatch) -> 
     assert not hasher.hashes_in_children(hasher.CHILD_MIN_BYTES, imagewalk.thread_budget())
     monkeypatch.setattr(imagewalk.os, "sched_getaffinity", lambda pid: {0, 3})
     assert imagewalk.thread_budget() == 2
+
+
+def test_a_child_killed_while_this_process_waits_for_a_slot(small_ring: None) -> None:
+    """Every slot handed out and one child gone: the wait ends in an error, it does not hang."""
+    digest = ChildHasher(simprints=False, wide=True)
+    digest.update([b"x" * 1000], False)
+    digest.update([b"y" * 1000], False)  # both slots out (two slots in this ring)
+    os.kill(digest.children[1].process.pid, signal.SIGSTOP)  # holds its slots...
+    os.kill(digest.children[1].process.pid, signal.SIGKILL)  # ...and dies with them
+    started = time.monotonic()
+    with pytest.raises(OSError, match="instance hashing process ended unexpectedly"):
+        digest.update([b"z" * 1000], False)
+    assert time.monotonic() - started < 10
+    digest.close()
+    assert children_of_this_process() == []
+
+
+def test_a_child_that_cannot_start_says_why(small_ring: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hasher, "core_path", lambda: "/nonexistent/_core.so")
+    digest = ChildHasher(simprints=False, wide=True)
+    with pytest.raises(
+        OSError, match=r"(data|instance) hashing process ended unexpectedly: \w+Error: .*nonexistent"
+    ):
+        for _ in range(50):
+            digest.update([b"x" * 1000], True)
+            time.sleep(0.01)
+        digest.finish()
+    digest.close()
+    assert children_of_this_process() == []

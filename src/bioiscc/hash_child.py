@@ -35,9 +35,30 @@ def load_core(path: str):  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str]) -> int:
+    """Hash until the end message; on any failure send a one-line error instead of the digests."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    results = int(argv[8])
+    try:
+        result = hash_stream(argv)
+    except BaseException as exc:  # the parent raises it, in one line
+        send(results, {"error": f"{type(exc).__name__}: {exc}".strip()})
+        return 1
+    if result is None:
+        return 1  # the parent is gone
+    send(results, result)
+    return 0
+
+
+def send(results: int, result: dict) -> None:  # type: ignore[type-arg]
+    payload = memoryview(pickle.dumps(result))
+    while payload:
+        payload = payload[os.write(results, payload) :]
+
+
+def hash_stream(argv: list[str]) -> dict | None:  # type: ignore[type-arg]
+    """The digests of the stream announced on MESSAGES; None when the parent went away."""
     core_file, role, simprints = argv[0], argv[1], argv[2] == "1"
-    memory, slots, slot_bytes, messages, returns, results = (int(a) for a in argv[3:9])
+    memory, slots, slot_bytes, messages, returns = (int(a) for a in argv[3:8])
     core = load_core(core_file)
     ring = memoryview(mmap.mmap(memory, slots * slot_bytes, access=mmap.ACCESS_READ))
     processor = core.DataCodeProcessor() if role == "data" else core.InstanceCodeProcessor()
@@ -48,7 +69,7 @@ def main(argv: list[str]) -> int:
     while True:
         header = incoming.read(HEADER.size)
         if len(header) < HEADER.size:
-            return 1  # the parent is gone
+            return None  # the parent is gone
         kind, ends, slot, length = HEADER.unpack(header)
         if kind == END:
             break
@@ -66,10 +87,7 @@ def main(argv: list[str]) -> int:
     result = dict(processor.result())
     if planes is not None:
         result["planes"] = planes
-    payload = memoryview(pickle.dumps(result))
-    while payload:
-        payload = payload[os.write(results, payload) :]
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import importlib.util
 import mmap
 import os
 import pickle
+import select
+import signal
 import struct
 import subprocess
 import sys
@@ -243,10 +245,18 @@ class ChildHasher:
         self.slot = -1
 
     def _take_slot(self) -> int:
+        """A free slot, waiting for the children to hand slots back; a child that ends meanwhile
+        (its result pipe turns readable before the end of the stream) is an error."""
         while not self.free:
-            returned = os.read(self.returned, SLOTS * len(self.children))
-            if not returned:
-                raise OSError("a hashing process ended unexpectedly")
+            watch = select.poll()
+            watch.register(self.returned, select.POLLIN)
+            for child in self.children:
+                watch.register(child.results, select.POLLIN)
+            ready = {fd for fd, _ in watch.poll()}
+            for child in self.children:
+                if child.results in ready:
+                    child.result()  # raises: what the child said, or that it died
+            returned = os.read(self.returned, SLOTS * len(self.children)) if self.returned in ready else b""
             for slot in returned:
                 self.owed[slot] -= 1
                 if self.owed[slot] == 0:
@@ -316,23 +326,31 @@ class _Child:
         try:
             os.write(self.messages, message)  # a few bytes: written whole
         except BrokenPipeError:
+            self.result()  # raises, with the child's own error if it sent one
             raise OSError(f"the {self.role} hashing process ended unexpectedly") from None
 
     def result(self) -> dict[str, Any]:
+        """The child's digests, once it has had the end of the stream; raises OSError when it ended
+        without them (with its own one-line error, if it could send one)."""
         parts = []
         while part := os.read(self.results, 1 << 20):
             parts.append(part)
-        if not parts:
-            raise OSError(f"the {self.role} hashing process ended without a result")
+        try:
+            result = pickle.loads(b"".join(parts)) if parts else {}
+        except Exception:
+            result = {}
+        if not isinstance(result, dict) or "digest" not in result:
+            why = f": {result['error']}" if isinstance(result, dict) and "error" in result else ""
+            raise OSError(f"the {self.role} hashing process ended unexpectedly{why}")
         self.done = True
-        return pickle.loads(b"".join(parts))
+        return result
 
     def stop(self) -> int:
         """Kill the process unless it is done, reap it; its peak RSS in KiB."""
         peak = 0
-        if self.process.returncode is None:  # not reaped yet
+        if self.process.returncode is None:  # not reaped yet (a zombie keeps its pid)
             if not self.done:
-                self.process.kill()
+                os.kill(self.process.pid, signal.SIGKILL)  # Popen.kill would reap it unseen
             _, status, usage = os.wait4(self.process.pid, 0)
             self.process.returncode = os.waitstatus_to_exitcode(status)
             peak = int(usage.ru_maxrss)
