@@ -9,6 +9,7 @@ are never scenes. bioio is not imported on this path.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,16 +154,22 @@ class OmeZarrSource(Source):
 
 
 def _limit_decode_threads(zarr: Any) -> None:
-    """Decode chunks in as many threads as the walk may use, unless zarr's config says otherwise.
+    """Decode chunks in as many threads as the walk may use, and keep as many chunk reads in flight,
+    unless zarr's config (or its environment variables) says otherwise.
 
-    zarr decodes the chunks of a read in a thread pool of its own (by default, cores + 4 threads).
-    On a small machine the extra threads only contend with the hash for the cores, and each keeps
-    an allocator arena of its own (resident memory). The pool is made at zarr's first read.
+    zarr decodes the chunks of a read in a thread pool of its own (by default, cores + 4 threads),
+    with up to 10 chunks in flight. On a small machine the extra threads only contend for the cores
+    with the hash, each keeps an allocator arena of its own, and each chunk in flight holds its
+    compressed and decoded buffers, faulted in anew (a 512 MiB zstd OME-Zarr on 2 cores: 1.49 s
+    with 10 in flight, 1.33 s with 2, median of 5; peak RSS 291 -> 253 MB). The pool is made at
+    zarr's first read.
     """
     from ..imagewalk import thread_budget
 
     if zarr.config.get("threading.max_workers", None) is None:
         zarr.config.set({"threading.max_workers": thread_budget()})
+    if "ZARR_ASYNC__CONCURRENCY" not in os.environ:
+        zarr.config.set({"async.concurrency": max(2, thread_budget())})
 
 
 def _axis_names(axes: Any, ndim: int) -> list[str]:
