@@ -160,9 +160,8 @@ def _limit_decode_threads(zarr: Any) -> None:
     zarr decodes the chunks of a read in a thread pool of its own (by default, cores + 4 threads),
     with up to 10 chunks in flight. On a small machine the extra threads only contend for the cores
     with the hash, each keeps an allocator arena of its own, and each chunk in flight holds its
-    compressed and decoded buffers, faulted in anew (a 512 MiB zstd OME-Zarr on 2 cores: 1.49 s
-    with 10 in flight, 1.33 s with 2, median of 5; peak RSS 291 -> 253 MB). The pool is made at
-    zarr's first read.
+    compressed and decoded buffers (a 512 MiB zstd OME-Zarr on 2 cores, 6 runs each: peak RSS 288
+    -> 253 MB with 2 in flight instead of 10, the same time). The pool is made at zarr's first read.
     """
     from ..imagewalk import thread_budget
 
