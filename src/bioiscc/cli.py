@@ -194,24 +194,36 @@ def _finish(
     total: int,
     record_errors: bool,
 ) -> None:
-    """Write the output and exit as RECORDS.md says.
+    """Write `text` to the output (stdout without one) and exit as RECORDS.md says (`_conclude`)."""
+    from .output import write_text
+
+    _conclude(source, failures, total, record_errors, lambda: write_text(text, output))
+
+
+def _conclude(
+    source: str, failures: list[tuple[Any, str]], total: int, record_errors: bool, write: Callable[[], None]
+) -> None:
+    """Call `write` and exit as RECORDS.md says.
 
     `failures` holds (scene index, error) of the failed scenes among `total`. When no scene at all
     could be read, the input as a whole failed: one line, exit 1, nothing written (unless
-    --record-errors). When some failed, the output is written and the exit code is 3.
+    --record-errors). When some failed, the output is written, each failure named on stderr, and
+    the exit code is 3.
     """
     from .locations import redact
-    from .output import write_text
 
     source = redact(source)
+
+    def where(index: Any) -> str:
+        return f"{source}: scene {index}" if index is not None else source
+
     if failures and len(failures) == total and not record_errors:
         index, error = failures[0]
         more = f" (and {len(failures) - 1} more failed scene(s))" if len(failures) > 1 else ""
-        _fail(f"{source}: scene {index}: {error}{more}")
-    write_text(text, output)
+        _fail(f"{where(index)}: {error}{more}")
+    write()
     for index, error in failures:
-        where = f"{source}: scene {index}" if index is not None else source
-        click.echo(f"bioiscc: {where}: {error}", err=True)
+        click.echo(f"bioiscc: {where(index)}: {error}", err=True)
     if failures and not record_errors:
         sys.exit(EXIT_INCOMPLETE)
 

@@ -9,7 +9,6 @@ failure into a failed record and exit 0. Heavy imports happen inside the command
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,8 +21,9 @@ COMMANDS = ("extract-views", "mix", "imagecode", "views", "scenes", "thumb")
 
 from . import cli  # noqa: E402
 from .cli import (  # noqa: E402
-    EXIT_INCOMPLETE,
+    _conclude,
     _fail,
+    _scene_failures,
     output_option,
     progress_option,
     record_errors_option,
@@ -88,29 +88,6 @@ def shown(source: str) -> str:
     from .locations import redact
 
     return redact(source)
-
-
-def _conclude(
-    source: str, failures: Failures, total: int, record_errors: bool, write: Callable[[], None]
-) -> None:
-    """Write the outputs and exit as RECORDS.md says (the rules of `bioiscc.cli._finish`)."""
-    if failures and len(failures) == total and not record_errors:
-        index, error = failures[0]
-        more = f" (and {len(failures) - 1} more failed scene(s))" if len(failures) > 1 else ""
-        where = f"{source}: scene {index}" if index is not None else source
-        _fail(f"{where}: {error}{more}")
-    write()
-    for index, error in failures:
-        where = f"{source}: scene {index}" if index is not None else source
-        click.echo(f"bioiscc: {where}: {error}", err=True)
-    if failures and not record_errors:
-        sys.exit(EXIT_INCOMPLETE)
-
-
-def _failures(records: Sequence[dict[str, Any]]) -> Failures:
-    return [
-        ((r.get("scene") or {}).get("index"), str(r.get("error"))) for r in records if r.get("status") != "ok"
-    ]
 
 
 def view_options(default_max: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -320,7 +297,7 @@ def mix_one(
     source = str(results[0].get("source") or views_json)
     _conclude(
         shown(source),
-        _failures(results),
+        _scene_failures(results),
         len(results),
         record_errors,
         lambda: write_text(render(results, lines=True), output),
@@ -430,7 +407,7 @@ def imagecode(
                     _write_scene_folder(views_api, origin, outcome, folder)
         write_text(_image_text(results) if text else render(results, lines=True), None)
 
-    _conclude(shown(source), _failures(results), len(results), record_errors, write)
+    _conclude(shown(source), _scene_failures(results), len(results), record_errors, write)
 
 
 def _scene_folder(folder: Path, index: int) -> Path:
@@ -561,7 +538,7 @@ def views_to(
                     _write_scene_folder(views_api, origin, outcome, folder)
         write_text(render(results, lines=True), records_output)
 
-    _conclude(shown(source), _failures(results), len(results), record_errors, write)
+    _conclude(shown(source), _scene_failures(results), len(results), record_errors, write)
 
 
 # --- scenes and thumb (previews) -----------------------------------------------------------------
