@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+import bioiscc
 from bioiscc.cli import main
 from bioiscc.errors import describe
 from bioiscc.sources import integrity
@@ -238,6 +239,44 @@ def test_cut_lif_fails_everywhere(tmp_path: Path) -> None:
 
     whole = write_lif(tmp_path / "whole.lif", "ZYX", (3, 16, 16), np.uint8, lambda i: np.full((16, 16), i))
     assert_fails_everywhere(cut(whole, tmp_path / "cut.lif", 0.9), "truncated LIF file", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        ('NumberOfElements="16"', 'NumberOfElements="99"'),  # more columns than the block holds
+        ('BytesInc="256"', 'BytesInc="999"'),  # planes spaced wider than the block
+    ],
+)
+def test_lif_whose_xml_places_pixels_beyond_its_block_fails_everywhere(
+    lie: tuple[str, str], tmp_path: Path
+) -> None:
+    """liffile reads a frame where the XML's increments point, unchecked: such a file would hash
+    the bytes after its memory block (the next image's, in a real file)."""
+    from tests.test_dv_lif import write_lif
+
+    whole = write_lif(tmp_path / "whole.lif", "ZYX", (3, 16, 16), np.uint8, lambda i: np.full((16, 16), i))
+    data = whole.read_bytes()
+    lying = data.replace(lie[0].encode("utf-16-le"), lie[1].encode("utf-16-le"), 1)
+    assert lying != data and len(lying) == len(data)
+    path = tmp_path / "lying.lif"
+    path.write_bytes(lying)
+    assert_fails_everywhere(path, "corrupt: the XML places pixels up to byte", tmp_path)
+
+
+@pytest.mark.samples
+def test_a_lying_lif_image_fails_alone(tmp_path: Path) -> None:
+    """In a real file of three images, the first one's XML made to claim 99 x 99 pixels a frame
+    (its block holds 64 x 64): that scene fails, the other two hash as before."""
+    sample = require_samples() / "lif" / "LeicaLASX_wavelength-sweep_example.lif"
+    data = sample.read_bytes()
+    old, new = ('NumberOfElements="64"'.encode("utf-16-le"), 'NumberOfElements="99"'.encode("utf-16-le"))
+    path = tmp_path / "lying.lif"
+    path.write_bytes(data.replace(old, new, 2))  # X and Y of the first image
+    first, *others = bioiscc.hash_scenes(path)
+    assert first["status"] == "failed"
+    assert first["error"].startswith("corrupt: the XML places pixels up to byte 196020 of a memory block")
+    assert [r["iscc_code"] for r in others] == [r["iscc_code"] for r in bioiscc.hash_scenes(sample)[1:]]
 
 
 @pytest.mark.parametrize("keep", [0.3, 0.999])

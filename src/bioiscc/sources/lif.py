@@ -20,6 +20,7 @@ of that plane's bytes, so a walk holds a plane, whatever the size of the scene.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -80,6 +81,9 @@ class LifSource(Source):
 
     def _describe(self, index: int, image: Any) -> SceneInfo:
         name = str(image.path)
+        overrun = _overrun(image)
+        if overrun:
+            return SceneInfo(index=index, name=name, error=overrun)
         if index in self.mosaics:
             try:
                 return self._mosaic_source().describe_scene(index, name)
@@ -152,6 +156,33 @@ def _check_complete(location: str, images: Sequence[Any], size: int) -> None:
                 f"truncated LIF file: the pixels of image {image.path!r} end at byte "
                 f"{block.offset + block.size}, the file has {size}",
             )
+
+
+def _overrun(image: Any) -> str | None:
+    """Why the image's XML places pixels beyond its memory block, or None when it does not.
+
+    liffile reads a frame at the offset the XML's byte increments give, without checking it against
+    the memory block, so an XML that claims more (or more widely spaced) pixels than the block holds
+    would hash the bytes that follow it. The farthest byte is the sum of (elements - 1) x BytesInc
+    over the dimensions, plus the last channel's offset and one sample; in every real sample here
+    it equals the block's size. Images without a block in this file (XLIF frames) are left alone.
+    """
+    try:
+        block = image.memory_block
+        if block.offset < 0:
+            return None
+        xml = image.xml_element
+        dims = xml.findall(".//Dimensions/DimensionDescription")
+        channels = xml.findall(".//Channels/ChannelDescription")
+        farthest = sum((int(d.attrib["NumberOfElements"]) - 1) * int(d.attrib["BytesInc"]) for d in dims)
+        farthest += max((int(c.attrib["BytesInc"]) for c in channels), default=0)
+        itemsize = np.dtype(image.dtype).itemsize
+        needed = max(farthest + itemsize, math.prod(image.shape) * itemsize)
+    except Exception:  # an unreadable geometry is reported when the scene is described
+        return None
+    if needed > block.size:
+        return f"corrupt: the XML places pixels up to byte {needed} of a memory block of {block.size} bytes"
+    return None
 
 
 class PlaneLayout:
