@@ -277,3 +277,20 @@ def test_a_child_that_cannot_start_says_why(small_ring: None, monkeypatch: pytes
         digest.finish()
     digest.close()
     assert children_of_this_process() == []
+
+
+def test_a_refused_child_means_hashing_here(
+    vectors_dir: Path, small_ring: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process limit (EAGAIN from fork, as a container's pids limit gives) is no error: the scene
+    is hashed in this process, with the same code."""
+    import errno
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(hasher.subprocess, "Popen", refuse)
+    before = open_descriptors()
+    (record,) = bioiscc.hash_scenes(vectors_dir / "img5d_u16.ome.tif", simprints=True)
+    assert record["iscc_code"] == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]
+    assert open_descriptors() == before

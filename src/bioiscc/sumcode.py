@@ -77,13 +77,11 @@ def hash_planes(
     hashed, seconds) goes to stderr.
     """
     started = time.perf_counter()
-    parallel = isinstance(planes, PlaneWalk) and hashes_in_children(planes.reader.info.bytes, thread_budget())
-    kind = ChildHasher if parallel else LocalHasher
-    stream = _canonical_stream(planes, in_place=parallel)
+    digest_of = _hasher_for(planes, simprints=simprints, wide=wide)
+    stream = _canonical_stream(planes, in_place=isinstance(digest_of, ChildHasher))
     total = 0
     count = 0
     try:
-        digest_of = kind(simprints=simprints, wide=wide)
         try:
             for pieces in stream:
                 size = sum(len(piece) for piece in pieces)
@@ -95,9 +93,9 @@ def hash_planes(
                     progress(size)
             digest = digest_of.finish()
         finally:
-            digest_of.close()
+            stream.close()  # stops a read-ahead thread when hashing fails
     finally:
-        stream.close()  # stops a read-ahead thread when hashing fails
+        digest_of.close()
     if os.environ.get("BIOISCC_STATS") == "1":
         seconds = time.perf_counter() - started
         _print_stats(planes, total, count, seconds, getattr(digest_of, "peaks_kib", None))
@@ -115,6 +113,19 @@ def hash_planes(
         planes=count,
         simprints=prints,
     )
+
+
+def _hasher_for(planes: Iterable[Plane], *, simprints: bool, wide: bool) -> LocalHasher | ChildHasher:
+    """Child processes for a large scene's walk where they may run; this process otherwise, and
+    also when the system will not start them (a limit on processes or descriptors, as some
+    containers and batch systems set): the code is the same either way."""
+    if isinstance(planes, PlaneWalk) and hashes_in_children(planes.reader.info.bytes, thread_budget()):
+        try:
+            return ChildHasher(simprints=simprints, wide=wide)
+        except OSError as exc:
+            if os.environ.get("BIOISCC_STATS") == "1":
+                print(f"bioiscc: stats: hashing in this process: {exc}", file=sys.stderr)
+    return LocalHasher(simprints=simprints, wide=wide)
 
 
 def _canonical_stream(planes: Iterable[Plane], in_place: bool) -> Generator[list[Any], None, None]:
