@@ -13,6 +13,8 @@ pickled, go to RESULTS; then the process exits. When the parent goes away, MESSA
 this process. SIGINT is ignored: the parent hears it and kills this process.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import mmap
 import os
@@ -20,12 +22,13 @@ import pickle
 import signal
 import struct
 import sys
+from types import ModuleType
 
 HEADER = struct.Struct("<BBBq")  # kind, ends_plane, slot, length (as bioiscc.hasher)
 DATA, END = 0, 1
 
 
-def load_core(path: str):  # type: ignore[no-untyped-def]
+def load_core(path: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location("iscc_sum._core", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
@@ -49,13 +52,13 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def send(results: int, result: dict) -> None:  # type: ignore[type-arg]
+def send(results: int, result: dict[str, object]) -> None:
     payload = memoryview(pickle.dumps(result))
     while payload:
         payload = payload[os.write(results, payload) :]
 
 
-def hash_stream(argv: list[str]) -> dict | None:  # type: ignore[type-arg]
+def hash_stream(argv: list[str]) -> dict[str, object] | None:
     """The digests of the stream announced on MESSAGES; None when the parent went away."""
     core_file, role, simprints = argv[0], argv[1], argv[2] == "1"
     memory, slots, slot_bytes, messages, returns = (int(a) for a in argv[3:8])
