@@ -157,7 +157,7 @@ class LocalHasher:
     def __init__(self, *, simprints: bool, wide: bool) -> None:
         self.wide = wide
         self.processor = core().IsccSumProcessor()
-        self.planes = _PlaneDigests(core()) if simprints else None
+        self.planes = _PlaneDigests() if simprints else None
 
     def update(self, pieces: Sequence[Any], ends_plane: bool) -> None:
         for piece in pieces:
@@ -177,14 +177,13 @@ class LocalHasher:
 class _PlaneDigests:
     """The Data-Code digest of each plane of a stream that arrives in pieces."""
 
-    def __init__(self, processors: Any) -> None:
-        self.processors = processors
+    def __init__(self) -> None:
         self.digests: list[tuple[bytes, int]] = []
         self.processor: Any = None
         self.size = 0
 
     def update(self, pieces: Sequence[Any], ends_plane: bool) -> None:
-        self.processor = self.processor or self.processors.DataCodeProcessor()
+        self.processor = self.processor or core().DataCodeProcessor()
         for piece in pieces:
             self.processor.update(piece)
             self.size += len(piece)

@@ -12,14 +12,11 @@ import sys
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .hasher import ChildHasher, LocalHasher, core, hashes_in_children
 from .imagewalk import PlaneWalk, canonical_bytes, ends_plane, thread_budget
 from .scene import Plane
-
-if TYPE_CHECKING:
-    from iscc_sum import DataCodeProcessor, IsccSumProcessor
 
 
 @dataclass(frozen=True)
@@ -44,22 +41,6 @@ class SumCode:
     bytes: int
     planes: int
     simprints: list[Simprint] | None = field(default=None)
-
-
-def _data_code_processor() -> DataCodeProcessor:
-    return core().DataCodeProcessor()
-
-
-def _iscc_sum_processor() -> IsccSumProcessor:
-    return core().IsccSumProcessor()
-
-
-def plane_simprint(data: bytes | list[bytes]) -> str:
-    """Standard base64 (padded) of the 32-byte Data-Code body of one plane (bytes, or its pieces)."""
-    processor = _data_code_processor()
-    for piece in [data] if isinstance(data, bytes) else data:
-        processor.update(piece)
-    return base64.b64encode(processor.result()["digest"]).decode("ascii")
 
 
 def hash_planes(
@@ -155,7 +136,7 @@ def _print_stats(
 
 def raw_sum(chunks: Iterable[bytes], *, wide: bool = True) -> dict[str, object]:
     """The ISCC-SUM of raw bytes (a file, or a store's files in TREEWALK-ISCC order)."""
-    processor = _iscc_sum_processor()
+    processor = core().IsccSumProcessor()
     size = 0
     for chunk in chunks:
         processor.update(chunk)
