@@ -210,7 +210,7 @@ def extract_views(
         write_text(render([record], lines=False), folder / views_api.VIEWS_JSON)
 
     failures = [] if outcome.error is None else [(info.index, outcome.error)]
-    _conclude(shown(source), failures, 1, record_errors, write)
+    _conclude(source, failures, 1, record_errors, write)
 
 
 # --- mix -------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def mix_one(
         _rebase_pngs(results, Path(views_json).parent, Path(output).parent)
     source = str(results[0].get("source") or views_json)
     _conclude(
-        shown(source),
+        source,
         _scene_failures(results),
         len(results),
         record_errors,
@@ -391,7 +391,7 @@ def imagecode(
             bits=int(bits),
             error=getattr(exc, "cause", str(exc)),
         )
-        _conclude(shown(source), [], 1, True, lambda: write_text(render([failed], lines=True), None))
+        _conclude(source, [], 1, True, lambda: write_text(render([failed], lines=True), None))
         return
     folder = Path(output_dir) if output_dir else None
     names = [_scene_names(outcome, folder) for outcome in outcomes]
@@ -407,7 +407,7 @@ def imagecode(
                     _write_scene_folder(views_api, origin, outcome, folder)
         write_text(_image_text(results) if text else render(results, lines=True), None)
 
-    _conclude(shown(source), _scene_failures(results), len(results), record_errors, write)
+    _conclude(source, _scene_failures(results), len(results), record_errors, write)
 
 
 def _scene_folder(folder: Path, index: int) -> Path:
@@ -525,9 +525,7 @@ def views_to(
         failed = views_api.records.views_record(
             shown(source), format=None, reader=None, info=None, error=getattr(exc, "cause", str(exc))
         )
-        _conclude(
-            shown(source), [], 1, True, lambda: write_text(render([failed], lines=True), records_output)
-        )
+        _conclude(source, [], 1, True, lambda: write_text(render([failed], lines=True), records_output))
         return
     results = [views_api.views_record_of(origin, o, _scene_names(o, folder)) for o in outcomes]
 
@@ -538,7 +536,7 @@ def views_to(
                     _write_scene_folder(views_api, origin, outcome, folder)
         write_text(render(results, lines=True), records_output)
 
-    _conclude(shown(source), _scene_failures(results), len(results), record_errors, write)
+    _conclude(source, _scene_failures(results), len(results), record_errors, write)
 
 
 # --- scenes and thumb (previews) -----------------------------------------------------------------
@@ -602,7 +600,7 @@ def scenes_command(source: str, output_dir: str, force: bool, source_kind: str, 
             write_png(image, target)
             click.echo(str(target))
 
-    _conclude(shown(source), failures, total, False, write)
+    _conclude(source, failures, total, False, write)
 
 
 @_group().command()
@@ -643,7 +641,7 @@ def thumb(source: str, output_dir: str, force: bool, source_kind: str, reader: s
         click.echo(str(target))
 
     # scenes the walk found unreadable are named (exit 3), as `hash` names them
-    _conclude(shown(source), failures, len(failures) + 1, False, write)
+    _conclude(source, failures, len(failures) + 1, False, write)
 
 
 def _first_thumbnail(src: Source, infos: list[SceneInfo]) -> tuple[list[Any], Failures, int]:
