@@ -211,6 +211,10 @@ class ChildHasher:
         try:
             for role in ("data", "instance"):
                 self.children.append(_Child.start(role, simprints, self.memory, returns))
+            # what a wait for a slot listens to: slots handed back, and a child's early end
+            self.watch = select.poll()
+            for fd in (self.returned, *(child.results for child in self.children)):
+                self.watch.register(fd, select.POLLIN)
         except BaseException:
             self.close()
             raise
@@ -247,11 +251,7 @@ class ChildHasher:
         """A free slot, waiting for the children to hand slots back; a child that ends meanwhile
         (its result pipe turns readable before the end of the stream) is an error."""
         while not self.free:
-            watch = select.poll()
-            watch.register(self.returned, select.POLLIN)
-            for child in self.children:
-                watch.register(child.results, select.POLLIN)
-            ready = {fd for fd, _ in watch.poll()}
+            ready = {fd for fd, _ in self.watch.poll()}
             for child in self.children:
                 if child.results in ready:
                     child.result()  # raises: what the child said, or that it died
