@@ -57,3 +57,32 @@ def test_zarr_decodes_in_the_threads_the_walk_may_use(threads: int, tmp_path: Pa
     assert python(code) == str(threads)
     # a setting of the user's own is kept
     assert python(code, ZARR_THREADING__MAX_WORKERS="3") == "3"
+
+
+BLAS_PROBE = (
+    "import os\n"
+    "from click.testing import CliRunner\n"
+    "from bioiscc.cli import main\n"
+    "result = CliRunner().invoke(main, ['formats'])\n"
+    "assert result.exit_code == 0, result.output\n"
+    "import numpy\n"  # OpenBLAS starts its threads here
+    "print(os.environ.get('OPENBLAS_NUM_THREADS'), len(os.listdir('/proc/self/task')))"
+)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_commands_keep_openblas_to_one_thread() -> None:
+    """bioiscc does no linear algebra; OpenBLAS's threads would only spin on the hash's cores."""
+    environment = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE],
+        capture_output=True,
+        text=True,
+        env={**environment, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    assert done.returncode == 0, done.stderr
+    setting, threads = done.stdout.split()
+    assert setting == "1"
+    assert int(threads) == 1  # this thread only: no BLAS server threads
+    # a setting of the user's own is kept
+    assert python(BLAS_PROBE, OPENBLAS_NUM_THREADS="2").split()[0] == "2"
