@@ -203,8 +203,9 @@ def test_closing_the_walk_early_leaves_nothing(vectors_dir: Path, small_ring: No
 
 
 def test_an_interrupt_stops_the_command_and_its_children(tmp_path: Path) -> None:
-    """Ctrl-C during a hash in children: click's "Aborted!" and exit 1, no traceback, no output, no
-    child left (the children ignore SIGINT; the command kills and reaps them)."""
+    """Ctrl-C during a hash in children: one line and exit 130 (not 1, which says the input could not
+    be read), no traceback, no output, no child left (the children ignore SIGINT; the command kills
+    and reaps them)."""
     path = tmp_path / "slow.tif"
     # a reader slower than the hash: many small zlib strips (about 2 s of decoding)
     data = np.random.default_rng(3).integers(0, 60000, size=(40, 1024, 1024), dtype=np.uint16)
@@ -219,11 +220,37 @@ def test_an_interrupt_stops_the_command_and_its_children(tmp_path: Path) -> None
     assert len(kids) == 2, "the hash never started its children"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
-    assert process.returncode == 1, err
-    assert err.strip() == "Aborted!"
+    assert process.returncode == 130, err
+    assert err.strip() == "bioiscc: interrupted"
     assert not (tmp_path / "out.json").exists()
     for kid in kids:
         assert not Path(f"/proc/{kid}").exists() or "Z" in Path(f"/proc/{kid}/stat").read_text().split()[2]
+
+
+def test_an_interrupt_in_process_exits_130_without_output(tmp_path: Path) -> None:
+    """The same for a hash in the command's own process: interrupted while it reads, exit 130."""
+    path = tmp_path / "slow.tif"
+    data = np.random.default_rng(4).integers(0, 60000, size=(60, 1024, 1024), dtype=np.uint16)
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4, predictor=True)
+    env = {**os.environ, "BIOISCC_HASH_CHILDREN": "0"}
+    command = [sys.executable, "-m", "bioiscc", "hash", str(path), "-o", str(tmp_path / "out.json")]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _read_bytes(process.pid) < path.stat().st_size // 8:
+        time.sleep(0.02)  # until it is well into the pixels
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert err.strip() == "bioiscc: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.tif"]  # no output, no temporary file
+
+
+def _read_bytes(pid: int) -> int:
+    try:
+        io = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return 0
+    return int(next(line.split()[1] for line in io.splitlines() if line.startswith("rchar:")))
 
 
 def _children(pid: int) -> list[int]:

@@ -1,8 +1,8 @@
 """The `bioiscc` command line: a thin layer over `bioiscc.api`.
 
 Exit codes (shared/spec/RECORDS.md): 0 done; 1 the input could not be read (one line on stderr,
-nothing written); 2 usage error; 3 output written but some scene records failed. With
-`--record-errors` a failure becomes a failed record and the exit code is 0.
+nothing written); 2 usage error; 3 output written but some scene records failed; 130 interrupted
+(Ctrl-C). With `--record-errors` a failure becomes a failed record and the exit code is 0.
 
 Heavy imports (numpy, readers) happen inside the commands, so `bioiscc --version` is instant.
 """
@@ -21,6 +21,7 @@ from .cli_batch import batch_options, hash_step, refuse_with_batch, run_batch, w
 from .cli_output import OutputFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command that Ctrl-C stopped
 SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
 READERS = ("native", "bioformats")
 
@@ -141,7 +142,9 @@ def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Main(click.Group):
-    """The command group: an output that cannot be written ends a command with one line and exit 1."""
+    """The command group: an output that cannot be written ends a command with one line and exit 1;
+    Ctrl-C with one line and exit 130 (click's own "Aborted!" exits 1, which here means an input
+    that could not be read). Outputs are removed and child processes reaped on the way out."""
 
     def invoke(self, ctx: click.Context) -> Any:
         import os
@@ -156,6 +159,9 @@ class Main(click.Group):
             _fail(str(exc))
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            click.echo("bioiscc: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug: still one line, not a traceback, unless asked for
             if os.environ.get("BIOISCC_DEBUG"):
                 raise
