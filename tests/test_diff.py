@@ -76,18 +76,18 @@ def test_diff_names_exactly_the_changed_plane(images: dict[str, Path]) -> None:
     assert scene["look_alike"] is True
 
 
-def test_diff_reads_the_same_facts_with_the_hash_in_child_processes(
+def test_diff_reads_the_same_facts_with_the_hash_in_threads(
     images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Large scenes are hashed in child processes while the walk digests each plane here: the
-    digests, simprints and codes must be those of the in-process hash, and the diff the same."""
+    """Large scenes are hashed in threads while the walk digests each plane here: the
+    digests, simprints and codes must be those of the hash in the calling thread, and the diff the same."""
     from bioiscc import hasher
 
-    monkeypatch.setattr(hasher, "SLOT_BYTES", 2000)  # planes of 6,144 bytes over several slots
-    monkeypatch.setattr(hasher, "SLOTS", 2)
-    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "0")
+    monkeypatch.setattr(hasher, "PIECE_BYTES", 2000)  # planes of 6,144 bytes in several pieces
+    monkeypatch.setattr(hasher, "QUEUE_DEPTH", 2)
+    monkeypatch.setenv("BIOISCC_HASH_THREADS", "0")
     here = compare.facts_from_source(str(images["changed"]))
-    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
+    monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
     assert compare.facts_from_source(str(images["changed"])) == here
     assert diff_json(images["a"], images["changed"])["scenes"][0]["planes"]["changed"][0]["a"] == {
         "z": 2,

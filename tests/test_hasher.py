@@ -1,5 +1,5 @@
-"""Hashing in child processes (`bioiscc.hasher.ChildHasher`) gives exactly `iscc_sum`'s codes, fails
-in one line when a child dies, and never leaves a process or a descriptor behind."""
+"""Hashing in two threads (`bioiscc.hasher.ThreadHasher`, iscc-lib) gives exactly `iscc_sum`'s codes,
+fails in one line when a hash fails, and never leaves a thread behind."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import tifffile
 
 import bioiscc
 from bioiscc import hasher, imagewalk
-from bioiscc.hasher import ChildHasher, LocalHasher, compose_sum, core
+from bioiscc.hasher import LocalHasher, ThreadHasher, compose_sum, core
 from bioiscc.scene import SceneInfo, make_dims
 from bioiscc.sources import open_source
 from bioiscc.sumcode import hash_planes
@@ -28,54 +29,54 @@ EXPECTED = json.loads((VECTORS / "expected.json").read_text())
 
 
 @pytest.fixture
-def small_ring(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Children for every scene, with slots smaller than a plane and a ring of only two of them."""
-    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
-    monkeypatch.setattr(hasher, "SLOT_BYTES", 1000)
-    monkeypatch.setattr(hasher, "SLOTS", 2)
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads for every scene, with pieces smaller than a plane and queues of only two of them."""
+    monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
+    monkeypatch.setattr(hasher, "PIECE_BYTES", 1000)
+    monkeypatch.setattr(hasher, "QUEUE_DEPTH", 2)
 
 
-def children_of_this_process() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid():
-                found.append(int(entry.name))
-    return found
-
-
-def open_descriptors() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+def hashing_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("bioiscc-hash-")]
 
 
 def both(pieces: list[bytes], ends: list[bool], *, simprints: bool, wide: bool) -> tuple[Any, Any]:
-    local, children = LocalHasher(simprints=simprints, wide=wide), ChildHasher(simprints=simprints, wide=wide)
+    local = LocalHasher(simprints=simprints, wide=wide)
+    threaded = ThreadHasher(simprints=simprints, wide=wide)
     for piece, end in zip(pieces, ends, strict=True):
         local.update([piece], end)
-        children.update([memoryview(piece)], end)
-    return local.finish(), children.finish()
+        threaded.update([memoryview(piece)], end)
+    return local.finish(), threaded.finish()
 
 
 @pytest.mark.parametrize("wide", [True, False])
-def test_children_give_iscc_sums_own_result(small_ring: None, wide: bool) -> None:
-    """Pieces smaller and larger than a slot, empty pieces and planes, a plane ending on a slot edge."""
+def test_threads_give_iscc_sums_own_result(small_pieces: None, wide: bool) -> None:
+    """Pieces smaller and larger than a piece, empty pieces and planes, a plane ending on a piece edge."""
     rng = np.random.default_rng(1)
-    sizes = [0, 1, 999, 1000, 1001, 2000, 0, 4321, 7, 1000]
-    ends = [True, False, True, True, False, True, True, False, True, True]
+    sizes = [0, 1, 999, 1000, 1001, 2000, 0, 4321, 7, 1000, 250_000]
+    ends = [True, False, True, True, False, True, True, False, True, True, True]
     pieces = [rng.bytes(n) for n in sizes]
-    local, children = both(pieces, ends, simprints=True, wide=wide)
-    assert children == local
-    assert len(children.plane_digests) == sum(ends)
-    assert children.iscc.startswith("ISCC:K")
+    local, threaded = both(pieces, ends, simprints=True, wide=wide)
+    assert threaded == local
+    assert len(threaded.plane_digests) == sum(ends)
+    assert threaded.iscc.startswith("ISCC:K")
+    assert hashing_threads() == []
 
 
-def test_an_empty_stream(small_ring: None) -> None:
-    local, children = both([], [], simprints=True, wide=True)
-    assert children == local and children.plane_digests == []
+def test_random_streams_in_threads_and_here() -> None:
+    """iscc-lib's digests and iscc_sum's agree on many random streams cut at random places."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        sizes = [int(n) for n in rng.integers(0, 70_000, int(rng.integers(1, 6)))]
+        pieces = [rng.bytes(n) for n in sizes]
+        ends = [bool(e) for e in rng.integers(0, 2, len(sizes))]
+        local, threaded = both(pieces, ends, simprints=True, wide=True)
+        assert threaded == local
+
+
+def test_an_empty_stream(small_pieces: None) -> None:
+    local, threaded = both([], [], simprints=True, wide=True)
+    assert threaded == local and threaded.plane_digests == []
 
 
 def test_the_code_is_composed_as_iscc_sum_composes_it() -> None:
@@ -97,26 +98,26 @@ def test_the_code_is_composed_as_iscc_sum_composes_it() -> None:
             assert (code, units) == (result.iscc, list(result.units))
 
 
-def test_every_vector_hashed_in_children(vectors_dir: Path, small_ring: None) -> None:
+def test_every_vector_hashed_in_threads(vectors_dir: Path, small_pieces: None) -> None:
     for name, want in EXPECTED.items():
         got = bioiscc.hash_scenes(vectors_dir / name, simprints=True)
         assert [r["iscc_code"] for r in got] == [w["iscc_code"] for w in want], name
         assert [r["units"] for r in got] == [w["units"] for w in want], name
         assert [r["datahash"] for r in got] == [w["datahash"] for w in want], name
         assert [r["simprints"][0]["simprint"] for r in got] == [w["first_simprints"][0] for w in want], name
-    assert children_of_this_process() == []
+    assert hashing_threads() == []
 
 
-def test_children_only_for_large_scenes_and_more_than_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("BIOISCC_HASH_CHILDREN", raising=False)
-    big = hasher.CHILD_MIN_BYTES
-    assert hasher.hashes_in_children(big, 2)
-    assert not hasher.hashes_in_children(big - 1, 2)
-    assert not hasher.hashes_in_children(big, 1)  # --threads 1: one core, one process
-    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "0")
-    assert not hasher.hashes_in_children(big, 2)
-    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
-    assert hasher.hashes_in_children(1, 2)
+def test_threads_only_for_large_scenes_and_more_than_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BIOISCC_HASH_THREADS", raising=False)
+    big = hasher.THREAD_MIN_BYTES
+    assert hasher.hashes_in_threads(big, 2)
+    assert not hasher.hashes_in_threads(big - 1, 2)
+    assert not hasher.hashes_in_threads(big, 1)  # --threads 1: one core, one thread
+    monkeypatch.setenv("BIOISCC_HASH_THREADS", "0")
+    assert not hasher.hashes_in_threads(big, 2)
+    monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
+    assert hasher.hashes_in_threads(1, 2)
 
 
 class Planes:
@@ -132,34 +133,57 @@ class Planes:
         return np.full((2, 3000, 1), z, dtype="<u2")
 
 
-def test_a_reader_error_stops_and_reaps_the_children(small_ring: None) -> None:
-    before = open_descriptors()
+def test_a_reader_error_stops_the_threads(small_pieces: None) -> None:
     with pytest.raises(ValueError, match="plane 3 is unreadable"):
         hash_planes(imagewalk.iter_planes(Planes(fail_at=3)))
-    assert children_of_this_process() == []
-    assert open_descriptors() == before
-    local = hash_planes(imagewalk.iter_planes(Planes()))
-    os.environ["BIOISCC_HASH_CHILDREN"] = "0"
+    assert hashing_threads() == []
+    threaded = hash_planes(imagewalk.iter_planes(Planes()))
+    os.environ["BIOISCC_HASH_THREADS"] = "0"
     try:
-        assert hash_planes(imagewalk.iter_planes(Planes())) == local
+        assert hash_planes(imagewalk.iter_planes(Planes())) == threaded
     finally:
-        os.environ["BIOISCC_HASH_CHILDREN"] = "always"
+        os.environ["BIOISCC_HASH_THREADS"] = "always"
 
 
-def test_a_dead_child_is_a_one_line_error(small_ring: None) -> None:
-    digest = ChildHasher(simprints=False, wide=True)
-    os.kill(digest.children[0].process.pid, signal.SIGKILL)
-    digest.children[0].process.wait()
-    with pytest.raises(OSError, match="hashing process ended"):
-        for _ in range(20):
-            digest.update([b"x" * 1500], True)
-        digest.finish()
+class Failing:
+    """A hasher that fails on its second piece, as a hash that runs out of memory would."""
+
+    def __init__(self) -> None:
+        self.pieces = 0
+
+    def update(self, data: bytes) -> None:
+        self.pieces += 1
+        if self.pieces == 2:
+            raise MemoryError("no memory for the hash")
+
+    def finalize(self, bits: int) -> dict[str, str]:
+        raise AssertionError("a failed hash is never finished")
+
+
+@pytest.mark.parametrize("role", ["data", "instance"])
+def test_a_failed_hash_is_raised_here_and_stops_both_threads(
+    small_pieces: None, monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    """The reader never hangs on a full queue: the failure is raised at its next piece or at the end."""
+    monkeypatch.setitem(hasher._hashers(), role, Failing)
+    started = time.monotonic()
+    with pytest.raises(MemoryError, match="no memory for the hash"):
+        hash_planes(imagewalk.iter_planes(Planes()))
+    assert time.monotonic() - started < 10
+    assert hashing_threads() == []
+
+
+def test_closing_early_stops_the_threads_with_full_queues(small_pieces: None) -> None:
+    digest = ThreadHasher(simprints=True, wide=True)
+    for _ in range(5):
+        digest.update([b"x" * 900], True)
     digest.close()
-    assert children_of_this_process() == []
+    assert hashing_threads() == []
+    digest.close()  # twice is harmless
 
 
 def test_a_failed_scene_is_a_failed_record_and_the_next_scene_hashes(
-    tmp_path: Path, small_ring: None
+    tmp_path: Path, small_pieces: None
 ) -> None:
     """A zstd tile of zeros in scene 0 of two: the record says so, scene 1 gets its code."""
     path = tmp_path / "two.ome.tif"
@@ -175,15 +199,15 @@ def test_a_failed_scene_is_a_failed_record_and_the_next_scene_hashes(
     first, second = bioiscc.hash_scenes(path)
     assert first["status"] == "failed" and "page 1" in first["error"]
     assert second["status"] == "ok"
-    os.environ["BIOISCC_HASH_CHILDREN"] = "0"
+    os.environ["BIOISCC_HASH_THREADS"] = "0"
     try:
         assert bioiscc.hash_scenes(path)[1]["iscc_code"] == second["iscc_code"]
     finally:
-        os.environ["BIOISCC_HASH_CHILDREN"] = "always"
-    assert children_of_this_process() == []
+        os.environ["BIOISCC_HASH_THREADS"] = "always"
+    assert hashing_threads() == []
 
 
-def test_the_views_tap_sees_every_plane_read_for_children(vectors_dir: Path, small_ring: None) -> None:
+def test_the_views_tap_sees_every_plane_read_for_threads(vectors_dir: Path, small_pieces: None) -> None:
     from bioiscc.views import api
 
     with api.opened(vectors_dir / "img5d_u16.ome.tif") as src:
@@ -192,39 +216,42 @@ def test_the_views_tap_sees_every_plane_read_for_children(vectors_dir: Path, sma
     assert done.code is not None and done.code.iscc_code == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]
 
 
-def test_closing_the_walk_early_leaves_nothing(vectors_dir: Path, small_ring: None) -> None:
+def test_closing_the_walk_early_leaves_nothing(vectors_dir: Path, small_pieces: None) -> None:
     with open_source(vectors_dir / "img5d_u16.ome.tif") as source:
         reader = source.open_scene(source.scenes()[0])
         stream = imagewalk.PlaneWalk(reader).canonical(in_place=True)
         first = next(stream)
         assert bytes(first[0])
         stream.close()
-    assert children_of_this_process() == []
+    assert hashing_threads() == []
 
 
-def test_an_interrupt_stops_the_command_and_its_children(tmp_path: Path) -> None:
-    """Ctrl-C during a hash in children: one line and exit 130 (not 1, which says the input could not
-    be read), no traceback, no output, no child left (the children ignore SIGINT; the command kills
-    and reaps them)."""
+def test_an_interrupt_stops_the_command_and_its_threads(tmp_path: Path) -> None:
+    """Ctrl-C during a hash in threads: one line and exit 130 (not 1, which says the input could not
+    be read), no traceback, no output, and the process ends (no hashing thread keeps it alive)."""
     path = tmp_path / "slow.tif"
     # a reader slower than the hash: many small zlib strips (about 2 s of decoding)
     data = np.random.default_rng(3).integers(0, 60000, size=(40, 1024, 1024), dtype=np.uint16)
     tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4, predictor=True)
-    env = {**os.environ, "BIOISCC_HASH_CHILDREN": "always"}
+    env = {**os.environ, "BIOISCC_HASH_THREADS": "always"}
     command = [sys.executable, "-m", "bioiscc", "hash", str(path), "-o", str(tmp_path / "out.json")]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(_children(process.pid)) < 2:
-        time.sleep(0.05)
-    kids = _children(process.pid)
-    assert len(kids) == 2, "the hash never started its children"
+    while time.monotonic() < deadline and _read_bytes(process.pid) < path.stat().st_size // 8:
+        time.sleep(0.02)  # until it is well into the pixels
+    assert _threads(process.pid) >= 3, "the hash never started its threads"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert err.strip() == "bioiscc: interrupted"
-    assert not (tmp_path / "out.json").exists()
-    for kid in kids:
-        assert not Path(f"/proc/{kid}").exists() or "Z" in Path(f"/proc/{kid}/stat").read_text().split()[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.tif"]  # no output, no temporary file
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def test_an_interrupt_in_process_exits_130_without_output(tmp_path: Path) -> None:
@@ -232,7 +259,7 @@ def test_an_interrupt_in_process_exits_130_without_output(tmp_path: Path) -> Non
     path = tmp_path / "slow.tif"
     data = np.random.default_rng(4).integers(0, 60000, size=(60, 1024, 1024), dtype=np.uint16)
     tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4, predictor=True)
-    env = {**os.environ, "BIOISCC_HASH_CHILDREN": "0"}
+    env = {**os.environ, "BIOISCC_HASH_THREADS": "0"}
     command = [sys.executable, "-m", "bioiscc", "hash", str(path), "-o", str(tmp_path / "out.json")]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -253,71 +280,30 @@ def _read_bytes(pid: int) -> int:
     return int(next(line.split()[1] for line in io.splitlines() if line.startswith("rchar:")))
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == pid and b"hash_child.py" in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
-def test_one_allowed_core_means_no_children(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Slurm job or `taskset` that allows one core gets the one-process hash, whatever the machine has."""
-    monkeypatch.delenv("BIOISCC_HASH_CHILDREN", raising=False)
+def test_one_allowed_core_means_no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Slurm job or `taskset` that allows one core gets the one-thread hash, whatever the machine has."""
+    monkeypatch.delenv("BIOISCC_HASH_THREADS", raising=False)
     monkeypatch.setattr(imagewalk.os, "sched_getaffinity", lambda pid: {0})
     assert imagewalk.thread_budget() == 1
-    assert not hasher.hashes_in_children(hasher.CHILD_MIN_BYTES, imagewalk.thread_budget())
+    assert not hasher.hashes_in_threads(hasher.THREAD_MIN_BYTES, imagewalk.thread_budget())
     monkeypatch.setattr(imagewalk.os, "sched_getaffinity", lambda pid: {0, 3})
     assert imagewalk.thread_budget() == 2
 
 
-def test_a_child_killed_while_this_process_waits_for_a_slot(small_ring: None) -> None:
-    """Every slot handed out and one child gone: the wait ends in an error, it does not hang."""
-    digest = ChildHasher(simprints=False, wide=True)
-    digest.update([b"x" * 1000], False)
-    digest.update([b"y" * 1000], False)  # both slots out (two slots in this ring)
-    os.kill(digest.children[1].process.pid, signal.SIGSTOP)  # holds its slots...
-    os.kill(digest.children[1].process.pid, signal.SIGKILL)  # ...and dies with them
-    started = time.monotonic()
-    with pytest.raises(OSError, match="instance hashing process ended unexpectedly"):
-        digest.update([b"z" * 1000], False)
-    assert time.monotonic() - started < 10
-    digest.close()
-    assert children_of_this_process() == []
-
-
-def test_a_child_that_cannot_start_says_why(small_ring: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hasher, "core_path", lambda: "/nonexistent/_core.so")
-    digest = ChildHasher(simprints=False, wide=True)
-    with pytest.raises(
-        OSError, match=r"(data|instance) hashing process ended unexpectedly: \w+Error: .*nonexistent"
-    ):
-        for _ in range(50):
-            digest.update([b"x" * 1000], True)
-            time.sleep(0.01)
-        digest.finish()
-    digest.close()
-    assert children_of_this_process() == []
-
-
-def test_a_refused_child_means_hashing_here(
-    vectors_dir: Path, small_ring: None, monkeypatch: pytest.MonkeyPatch
+def test_threads_that_cannot_start_mean_hashing_here(
+    vectors_dir: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A process limit (EAGAIN from fork, as a container's pids limit gives) is no error: the scene
-    is hashed in this process, with the same code."""
-    import errno
+    """A limit on threads ("can't start new thread", as some containers give) is no error: the scene
+    is hashed in the calling thread, with the same code."""
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    start = threading.Thread.start
 
-    monkeypatch.setattr(hasher.subprocess, "Popen", refuse)
-    before = open_descriptors()
+    def refuse(self: threading.Thread) -> None:
+        if self.name.startswith("bioiscc-hash-"):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(hasher.threading.Thread, "start", refuse)
     (record,) = bioiscc.hash_scenes(vectors_dir / "img5d_u16.ome.tif", simprints=True)
     assert record["iscc_code"] == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]
-    assert open_descriptors() == before
+    assert record["simprints"][0]["simprint"] == EXPECTED["img5d_u16.ome.tif"][0]["first_simprints"][0]

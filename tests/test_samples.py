@@ -259,19 +259,19 @@ def test_sample_runs_are_identical(samples: Path) -> None:
 
 
 @pytest.mark.samples
-def test_every_sample_hashed_in_child_processes(samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scenes of 64 MiB or more are hashed by two child processes (bioiscc.hasher); the samples are
-    smaller, so here every one is, through slots smaller than most planes, and must give the records
-    of the in-process hash: codes, units, datahash and every simprint."""
+def test_every_sample_hashed_in_threads(samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenes of 16 MiB or more are hashed in two threads (bioiscc.hasher); the samples are
+    smaller, so here every one is, in pieces smaller than most planes, and must give the records
+    of the hash in the calling thread: codes, units, datahash and every simprint."""
     from bioiscc import hasher
 
-    monkeypatch.setattr(hasher, "SLOT_BYTES", 40_000)
-    monkeypatch.setattr(hasher, "SLOTS", 3)
+    monkeypatch.setattr(hasher, "PIECE_BYTES", 40_000)
+    monkeypatch.setattr(hasher, "QUEUE_DEPTH", 3)
     for name in sample_files():
         path = samples / name
-        monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "0")
+        monkeypatch.setenv("BIOISCC_HASH_THREADS", "0")
         here = bioiscc.hash_scenes(path, simprints=True)
-        monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
-        in_children = bioiscc.hash_scenes(path, simprints=True)
+        monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
+        in_threads = bioiscc.hash_scenes(path, simprints=True)
         assert [r["status"] for r in here] == ["ok"] * len(here), name
-        assert in_children == here, name
+        assert in_threads == here, name

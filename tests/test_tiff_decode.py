@@ -1,6 +1,6 @@
 """Compressed TIFF pages: decoded straight into big-endian planes.
 
-Codes must be those of the uncompressed vectors, hashed in this process or in child processes; the
+Codes must be those of the uncompressed vectors, hashed in this process or in threads; the
 decoder must give tifffile's own pixels for every codec, and a broken tile the same error either way.
 """
 
@@ -44,11 +44,11 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def children_always(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hash every scene in child processes, through a ring of slots smaller than a plane."""
-    monkeypatch.setenv("BIOISCC_HASH_CHILDREN", "always")
-    monkeypatch.setattr(hasher, "SLOT_BYTES", 1000)  # planes of 6,144 bytes over several slots
-    monkeypatch.setattr(hasher, "SLOTS", 2)
+def threads_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash every scene in threads, in pieces smaller than a plane."""
+    monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
+    monkeypatch.setattr(hasher, "PIECE_BYTES", 1000)  # planes of 6,144 bytes in several pieces
+    monkeypatch.setattr(hasher, "QUEUE_DEPTH", 2)
 
 
 def codes(path: Path) -> list[tuple[str, list[str]]]:
@@ -59,17 +59,17 @@ def codes(path: Path) -> list[tuple[str, list[str]]]:
 
 
 @pytest.mark.parametrize("name", [name for name, _ in CODECS])
-def test_compressed_pages_give_the_vector_code_in_children_and_here(
-    compressed: dict[str, Path], vectors_dir: Path, expected: dict, children_always: None, name: str
+def test_compressed_pages_give_the_vector_code_in_threads_and_here(
+    compressed: dict[str, Path], vectors_dir: Path, expected: dict, threads_always: None, name: str
 ) -> None:
     want = codes(vectors_dir / "img5d_u16.ome.tif")  # uncompressed: asarray
     assert want[0][0] == expected["img5d_u16.ome.tif"][0]["iscc_code"]
     assert codes(compressed[name]) == want
-    os.environ["BIOISCC_HASH_CHILDREN"] = "0"
+    os.environ["BIOISCC_HASH_THREADS"] = "0"
     try:
         assert codes(compressed[name]) == want
     finally:
-        os.environ["BIOISCC_HASH_CHILDREN"] = "always"
+        os.environ["BIOISCC_HASH_THREADS"] = "always"
 
 
 @pytest.mark.parametrize(
@@ -117,8 +117,8 @@ def test_the_decoder_gives_tifffiles_pixels(
         np.testing.assert_array_equal(mine, truth)
 
 
-def test_a_decode_error_is_the_same_in_children_and_here(
-    compressed: dict[str, Path], tmp_path: Path, children_always: None
+def test_a_decode_error_is_the_same_in_threads_and_here(
+    compressed: dict[str, Path], tmp_path: Path, threads_always: None
 ) -> None:
     broken = tmp_path / "broken.ome.tif"
     data = bytearray(compressed["zstd"].read_bytes())
@@ -127,15 +127,15 @@ def test_a_decode_error_is_the_same_in_children_and_here(
         offset, count = page.dataoffsets[2], page.databytecounts[2]
     data[offset : offset + count] = bytes(count)  # a tile of zeros: not a zstd frame
     broken.write_bytes(bytes(data))
-    in_children = bioiscc.hash_scenes(broken)[0]
-    os.environ["BIOISCC_HASH_CHILDREN"] = "0"
+    in_threads = bioiscc.hash_scenes(broken)[0]
+    os.environ["BIOISCC_HASH_THREADS"] = "0"
     try:
         here = bioiscc.hash_scenes(broken)[0]
     finally:
-        os.environ["BIOISCC_HASH_CHILDREN"] = "always"
-    assert in_children["status"] == here["status"] == "failed"
-    assert in_children["error"] == here["error"]
-    assert "page 20" in in_children["error"]
+        os.environ["BIOISCC_HASH_THREADS"] = "always"
+    assert in_threads["status"] == here["status"] == "failed"
+    assert in_threads["error"] == here["error"]
+    assert "page 20" in in_threads["error"]
 
 
 def test_a_page_with_missing_tiles_is_read_by_tifffile(tmp_path: Path) -> None:

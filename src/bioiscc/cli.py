@@ -144,7 +144,7 @@ def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
 class Main(click.Group):
     """The command group: an output that cannot be written ends a command with one line and exit 1;
     Ctrl-C with one line and exit 130 (click's own "Aborted!" exits 1, which here means an input
-    that could not be read). Outputs are removed and child processes reaped on the way out."""
+    that could not be read). Outputs are removed and hashing threads stopped on the way out."""
 
     def invoke(self, ctx: click.Context) -> Any:
         import os

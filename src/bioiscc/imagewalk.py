@@ -5,9 +5,9 @@
 Each plane is written row-major, every pixel big-endian in its own type, nothing else.
 
 Hashing consumes `PlaneWalk.canonical()`: per plane, its canonical bytes as a few pieces. A large
-scene is hashed by child processes (`bioiscc.hasher`): the walk then runs in this thread and hands
-out byte views of its reused buffers (`in_place`). A scene hashed in this process gets `bytes`
-pieces, and two optional reader attributes make that fast; the stream is the same either way:
+scene is hashed in two other threads (`bioiscc.hasher`): the walk then runs in this thread and
+hands out byte views of its reused buffers (`in_place`). A scene hashed in the calling thread gets
+`bytes` pieces, and two optional reader attributes make that fast; the stream is the same either way:
 
 - `readahead_planes: int`: planes the walk may read and convert in a background thread while the
   caller hashes. Reading, decompressing and byte-swapping release the GIL, so on two cores they
@@ -25,9 +25,9 @@ the system should the process die) while sample 0 is hashed, then hashed from th
 byte is decoded once and memory stays at a few bands. Such a plane then reaches the hash as several
 `PlanePart`s, the last one marked `ends_plane`.
 
-In this process, iscc_sum's `update()` holds the GIL while it hashes, so the read-ahead thread
-gets the GIL back only between two updates. Hashing a plane in pieces lets it in after a piece
-rather than after a whole plane; it needs the GIL after every tile or chunk it decodes.
+Hashed in the calling thread, iscc_sum's `update()` holds the GIL while it hashes, so the read-ahead
+thread gets the GIL back only between two updates. Hashing a plane in pieces lets it in after a
+piece rather than after a whole plane; it needs the GIL after every tile or chunk it decodes.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class PlaneWalk(Iterator[Plane]):
 
         The pieces are `bytes`, read ahead in a thread where the reader allows. With `in_place`
         they are byte views that the next item may overwrite, read in this thread: for a hash that
-        runs in other processes (`bioiscc.hasher`) and copies each item before asking for the next.
+        runs in other threads (`bioiscc.hasher`) and copies each item before asking for the next.
         """
         if self._planes is not None:
             raise RuntimeError("the walk has already been iterated plane by plane")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .hasher import ChildHasher, LocalHasher, core, hashes_in_children
+from .hasher import LocalHasher, ThreadHasher, core, hashes_in_threads
 from .imagewalk import PlaneWalk, canonical_bytes, ends_plane, thread_budget
 from .scene import Plane
 
@@ -52,14 +52,14 @@ def hash_planes(
 ) -> SumCode:
     """ISCC-SUM over the canonical bytes of `planes`, in the order given.
 
-    A large scene's walk is hashed by child processes while this one reads (`bioiscc.hasher`).
+    A large scene's walk is hashed in two threads while this one reads (`bioiscc.hasher`).
     `progress`, if given, is called with the byte count of each plane (or row band of a large plane)
     once it is handed to the hash. With BIOISCC_STATS=1 a line of statistics (bytes decoded and
     hashed, seconds) goes to stderr.
     """
     started = time.perf_counter()
     digest_of = _hasher_for(planes, simprints=simprints, wide=wide)
-    stream = _canonical_stream(planes, in_place=isinstance(digest_of, ChildHasher))
+    stream = _canonical_stream(planes, in_place=isinstance(digest_of, ThreadHasher))
     total = 0
     count = 0
     try:
@@ -79,7 +79,7 @@ def hash_planes(
         digest_of.close()
     if os.environ.get("BIOISCC_STATS") == "1":
         seconds = time.perf_counter() - started
-        _print_stats(planes, total, count, seconds, getattr(digest_of, "peaks_kib", None))
+        _print_stats(planes, total, count, seconds)
     prints = None
     if digest.plane_digests is not None:
         prints = [
@@ -96,16 +96,16 @@ def hash_planes(
     )
 
 
-def _hasher_for(planes: Iterable[Plane], *, simprints: bool, wide: bool) -> LocalHasher | ChildHasher:
-    """Child processes for a large scene's walk where they may run; this process otherwise, and
-    also when the system will not start them (a limit on processes or descriptors, as some
-    containers and batch systems set): the code is the same either way."""
-    if isinstance(planes, PlaneWalk) and hashes_in_children(planes.reader.info.bytes, thread_budget()):
+def _hasher_for(planes: Iterable[Plane], *, simprints: bool, wide: bool) -> LocalHasher | ThreadHasher:
+    """Two hashing threads for a large scene's walk where they may run; this thread otherwise, and
+    also when the system will not start them (a limit on threads, as some containers set): the
+    code is the same either way."""
+    if isinstance(planes, PlaneWalk) and hashes_in_threads(planes.reader.info.bytes, thread_budget()):
         try:
-            return ChildHasher(simprints=simprints, wide=wide)
-        except OSError as exc:
+            return ThreadHasher(simprints=simprints, wide=wide)
+        except RuntimeError as exc:  # "can't start new thread"
             if os.environ.get("BIOISCC_STATS") == "1":
-                print(f"bioiscc: stats: hashing in this process: {exc}", file=sys.stderr)
+                print(f"bioiscc: stats: hashing in this thread: {exc}", file=sys.stderr)
     return LocalHasher(simprints=simprints, wide=wide)
 
 
@@ -117,19 +117,16 @@ def _canonical_stream(planes: Iterable[Plane], in_place: bool) -> Generator[list
     return ([canonical_bytes(plane.data)] for plane in planes)
 
 
-def _print_stats(
-    planes: Iterable[Plane], hashed: int, count: int, seconds: float, children_kib: list[int] | None
-) -> None:
+def _print_stats(planes: Iterable[Plane], hashed: int, count: int, seconds: float) -> None:
     """Read amplification is bytes decoded / bytes hashed; readers that count set `decoded_bytes`.
-    Peak RSS (KiB) is this process's, and that of each child process the hash ran in, if any."""
+    Peak RSS (KiB) is this process's (the hashing threads included)."""
     reader = planes.reader if isinstance(planes, PlaneWalk) else None
     decoded = getattr(reader, "decoded_bytes", None)
     ratio = f"{decoded / hashed:.3f}" if decoded is not None and hashed else "n/a"
     print(
         f"bioiscc: stats: planes={count} hashed_bytes={hashed} decoded_bytes={decoded} "
         f"read_amplification={ratio} seconds={seconds:.3f} "
-        f"peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}"
-        + (f" hashing_children_peak_rss_kib={'+'.join(map(str, children_kib))}" if children_kib else ""),
+        f"peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}",
         file=sys.stderr,
     )
 

@@ -557,10 +557,10 @@ def log_index_summary(path="logs/index.log"):
 #   walk (reads headers, fingerprints every file of a store):
 #     threads 1, mem_mb 1024, runtime 2 min + 1 min per 10 GB on disk
 #   hash, extract_views (read every pixel once; hash also the raw bytes):
-#     threads  2 if the pixels are 4 GiB or more (hash then runs in two child processes beside
-#              the reading one, bioiscc.hasher), else 1 (all in one process): that gains
-#              1.25-1.4x on one input, two one-thread jobs side by side about 2x, so only an input
-#              long enough for its own wall time to matter gets two
+#     threads  2 if the pixels are 4 GiB or more (hash then runs in two threads beside the
+#              reading one, bioiscc.hasher), else 1 (all in one thread): that gains 1.3-1.4x on
+#              one input, two one-thread jobs side by side about 2x, so only an input long enough
+#              for its own wall time to matter gets two
 #     mem_mb   readers that read plane by plane or chunk by chunk:
 #                512 + min(pixels, 1024) + 3 x largest plane          (MiB)
 #              readers that may hold a whole scene (LIF tile scans with dimensions other than
@@ -720,8 +720,8 @@ def walk_runtime(wildcards, attempt):
 
 
 def read_threads(wildcards):
-    """Threads for a batch that reads every pixel: 2 (hashing in child processes, or a read-ahead
-    thread) when an input has 4 GiB or more.
+    """Threads for a batch that reads every pixel: 2 (hashing in two threads beside the reader, or
+    a read-ahead thread) when an input has 4 GiB or more.
 
     From the bytes on disk only (no manifest is read): threads are decided for every job when the
     DAG is built.
