@@ -232,3 +232,31 @@ def test_truncated_vendor_files(name: str, keep: float, tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("\n") == 1 and str(path) in result.stderr
     assert not out.exists()
+
+
+UNRAISABLE = """
+import sys
+from click.testing import CliRunner
+from bioiscc.cli import main
+
+class Leaky:
+    def __del__(self):
+        raise RuntimeError("Event loop is closed")  # as zarr's reads in flight at exit do
+
+CliRunner().invoke(main, ["formats"])
+Leaky()
+"""
+
+
+def test_exceptions_in_destructors_add_no_lines(tmp_path: Path) -> None:
+    """An exception Python cannot raise (a destructor, a coroutine destroyed at exit) prints nothing
+    after a command's one-line error; BIOISCC_DEBUG=1 shows it."""
+    quiet = subprocess.run([sys.executable, "-c", UNRAISABLE], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    shown = subprocess.run(
+        [sys.executable, "-c", UNRAISABLE],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BIOISCC_DEBUG": "1"},
+    )
+    assert "Event loop is closed" in shown.stderr

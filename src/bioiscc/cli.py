@@ -203,6 +203,14 @@ def _quiet_libraries() -> None:
     if not os.environ.get("BIOISCC_DEBUG"):
         logging.getLogger().setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
+        # "Exception ignored in ...": zarr's chunk reads still in flight when a read fails are
+        # destroyed with its event loop at exit, after the one-line error (3 runs in 30 under load)
+        sys.unraisablehook = _ignore_unraisable
+
+
+def _ignore_unraisable(unraisable: Any) -> None:
+    """Drop an exception Python cannot raise (in a destructor, at exit): the command has said its
+    one line already, or will."""
 
 
 def _finish(

@@ -38,7 +38,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 #: scenes smaller than this are hashed in the calling thread (their hash takes a few ms)
 THREAD_MIN_BYTES = 16 * 1024 * 1024
@@ -244,9 +244,8 @@ class ThreadHasher:
             if thread.ident is not None:
                 thread.join()
 
-    def _raise(self) -> None:
-        failure = self.failure or RuntimeError("the hash was stopped")
-        raise failure
+    def _raise(self) -> NoReturn:
+        raise self.failure or RuntimeError("the hash was stopped")
 
     def _run(self, role: str, pieces: queue.Queue[Any], simprints: bool) -> None:
         ended = False
