@@ -173,7 +173,12 @@ class Main(click.Group):
 def main() -> None:
     """ISCC codes for microscopy data, computed from the pixels (IMAGEWALK).
 
-    SOURCE is a file (OME-TIFF, TIFF, CZI, ND2, LIF, DV) or an OME-Zarr store.
+    SOURCE is a file (OME-TIFF, TIFF, CZI, ND2, LIF, DV) or an OME-Zarr store; `bioiscc formats`
+    lists what this installation reads, and `bioiscc COMMAND -h` explains each command.
+
+    Exit codes: 0 done; 1 an input could not be read (one line on stderr, nothing written); 2 usage
+    error; 3 output written, some scenes failed; 130 interrupted. `verify` and `diff`: 0 the pixels
+    match, 1 they differ, 2 something could not be checked.
     """
     _quiet_libraries()
     _idle_blas()
