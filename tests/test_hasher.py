@@ -292,3 +292,17 @@ def test_threads_that_cannot_start_mean_hashing_here(
     (record,) = bioiscc.hash_scenes(vectors_dir / "img5d_u16.ome.tif", simprints=True)
     assert record["iscc_code"] == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]
     assert record["simprints"][0]["simprint"] == EXPECTED["img5d_u16.ome.tif"][0]["first_simprints"][0]
+
+
+def test_without_iscc_lib_the_hash_runs_here(
+    vectors_dir: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installation whose iscc-lib cannot be imported still hashes, in the calling thread."""
+    monkeypatch.setitem(sys.modules, "iscc_lib", None)  # import iscc_lib raises ImportError
+    hasher._hashers.cache_clear()
+    try:
+        (record,) = bioiscc.hash_scenes(vectors_dir / "img5d_u16.ome.tif")
+    finally:
+        hasher._hashers.cache_clear()
+    assert record["iscc_code"] == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]
+    assert hashing_threads() == []

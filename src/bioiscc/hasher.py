@@ -184,6 +184,7 @@ class ThreadHasher:
     """Hashes in two threads with iscc-lib; `update` takes any buffers (copied before it returns)."""
 
     def __init__(self, *, simprints: bool, wide: bool) -> None:
+        _hashers()  # an iscc-lib that cannot be imported is an ImportError here, not in a thread
         self.wide = wide
         self.stop = threading.Event()
         self.failure: BaseException | None = None

@@ -98,12 +98,12 @@ def hash_planes(
 
 def _hasher_for(planes: Iterable[Plane], *, simprints: bool, wide: bool) -> LocalHasher | ThreadHasher:
     """Two hashing threads for a large scene's walk where they may run; this thread otherwise, and
-    also when the system will not start them (a limit on threads, as some containers set): the
-    code is the same either way."""
+    also when the system will not start them (a limit on threads, as some containers set) or
+    iscc-lib is missing: the code is the same either way."""
     if isinstance(planes, PlaneWalk) and hashes_in_threads(planes.reader.info.bytes, thread_budget()):
         try:
             return ThreadHasher(simprints=simprints, wide=wide)
-        except RuntimeError as exc:  # "can't start new thread"
+        except (RuntimeError, ImportError) as exc:  # "can't start new thread"; no iscc-lib
             if os.environ.get("BIOISCC_STATS") == "1":
                 print(f"bioiscc: stats: hashing in this thread: {exc}", file=sys.stderr)
     return LocalHasher(simprints=simprints, wide=wide)
