@@ -36,7 +36,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -145,7 +145,7 @@ class LocalHasher:
     def __init__(self, *, simprints: bool, wide: bool) -> None:
         self.wide = wide
         self.processor = core().IsccSumProcessor()
-        self.planes = _PlaneDigests() if simprints else None
+        self.planes = _PlaneDigests(_sum_data_processor, _sum_digest) if simprints else None
 
     def update(self, pieces: Sequence[Any], ends_plane: bool) -> None:
         for piece in pieces:
@@ -163,21 +163,32 @@ class LocalHasher:
 
 
 class _PlaneDigests:
-    """The Data-Code digest of each plane of a stream that arrives in pieces."""
+    """The Data-Code digest and size of each plane of a stream that arrives in pieces, with either
+    library's Data-Code hasher (`new_hasher`; `digest_of` reads its 256-bit digest)."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_hasher: Callable[[], Any], digest_of: Callable[[Any], bytes]) -> None:
+        self.new_hasher = new_hasher
+        self.digest_of = digest_of
         self.digests: list[tuple[bytes, int]] = []
         self.processor: Any = None
         self.size = 0
 
     def update(self, pieces: Sequence[Any], ends_plane: bool) -> None:
-        self.processor = self.processor or core().DataCodeProcessor()
+        self.processor = self.processor or self.new_hasher()
         for piece in pieces:
             self.processor.update(piece)
             self.size += len(piece)
         if ends_plane:
-            self.digests.append((self.processor.result()["digest"], self.size))
+            self.digests.append((self.digest_of(self.processor), self.size))
             self.processor, self.size = None, 0
+
+
+def _sum_data_processor() -> Any:
+    return core().DataCodeProcessor()
+
+
+def _sum_digest(processor: Any) -> bytes:
+    return bytes(processor.result()["digest"])
 
 
 class ThreadHasher:
@@ -275,35 +286,29 @@ class _Digests:
     datahash; for the Data-Code with `simprints`, also each plane's digest and size."""
 
     def __init__(self, role: str, simprints: bool) -> None:
-        self.new_hasher = _hashers()[role]
-        self.whole = self.new_hasher()
-        self.simprints = simprints
-        self.plane: Any = None
-        self.size = 0
-        self.planes: list[tuple[bytes, int]] = []
+        new_hasher = _hashers()[role]
+        self.whole = new_hasher()
+        self.planes = _PlaneDigests(new_hasher, _lib_digest) if simprints else None
 
     def add(self, item: Any) -> None:
         if item is _PLANE_END:
-            if self.simprints:
-                self.planes.append((_digest(self.plane or self.new_hasher()), self.size))
-                self.plane, self.size = None, 0
+            if self.planes is not None:
+                self.planes.update([], True)
             return
         self.whole.update(item)  # releases the GIL while it hashes
-        if self.simprints:
-            self.plane = self.plane or self.new_hasher()
-            self.plane.update(item)
-            self.size += len(item)
+        if self.planes is not None:
+            self.planes.update([item], False)
 
     def result(self) -> dict[str, Any]:
         result = self.whole.finalize(bits=256)
         return {
             "digest": _bytes(result["iscc"])[-DIGEST_BYTES:],
             "datahash": result.get("datahash"),
-            "planes": self.planes if self.simprints else None,
+            "planes": self.planes.digests if self.planes is not None else None,
         }
 
 
-def _digest(hasher: Any) -> bytes:
+def _lib_digest(hasher: Any) -> bytes:
     return _bytes(hasher.finalize(bits=256)["iscc"])[-DIGEST_BYTES:]
 
 
