@@ -47,16 +47,32 @@ def write_store(path: Path) -> Path:
 def test_zarr_decodes_in_the_threads_the_walk_may_use(threads: int, tmp_path: Path) -> None:
     store = write_store(tmp_path / "image.ome.zarr")
     code = (
-        "import zarr\n"
         "from bioiscc.imagewalk import use_threads\n"
         "from bioiscc.sources.omezarr import OmeZarrSource\n"
         f"use_threads({threads})\n"
-        f"OmeZarrSource('x', __import__('pathlib').Path({str(store)!r}))\n"
+        f"OmeZarrSource('x', __import__('pathlib').Path({str(store)!r})).scenes()\n"
+        "import zarr\n"
         "print(zarr.config.get('threading.max_workers'))"
     )
-    assert python(code) == str(threads)
+    assert python(code, BIOISCC_ZARR_DIRECT="0") == str(threads)
     # a setting of the user's own is kept
-    assert python(code, ZARR_THREADING__MAX_WORKERS="3") == "3"
+    assert python(code, BIOISCC_ZARR_DIRECT="0", ZARR_THREADING__MAX_WORKERS="3") == "3"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_zarr_chunk_files_decode_in_the_threads_the_walk_may_use(threads: int, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "image.ome.zarr")
+    code = (
+        "from bioiscc.imagewalk import use_threads\n"
+        "from bioiscc.sources.omezarr import OmeZarrSource\n"
+        f"use_threads({threads})\n"
+        f"source = OmeZarrSource('x', __import__('pathlib').Path({str(store)!r}))\n"
+        "reader = source.open_scene(source.scenes()[0])\n"
+        "reader.array[:]\n"
+        "from bioiscc.sources.zarr_folder import _pools\n"
+        "print(source.reader_name.split()[0], [pool._max_workers for pool in _pools.values()])"
+    )
+    assert python(code) == f"numcodecs {[threads] if threads > 1 else []}"
 
 
 BLAS_PROBE = (

@@ -193,6 +193,15 @@ class ChunkedArrayScene:
     def _decode(self, selection: tuple[slice, ...], spare: np.ndarray | None) -> np.ndarray:
         """The block at `selection`, decoded into `spare` when it fits and the array is zarr's."""
         shape = tuple(len(range(*sel.indices(n))) for sel, n in zip(selection, self.shape, strict=True))
+        if hasattr(self.array, "read_into"):  # chunk files read without zarr (`zarr_folder`)
+            # Big-endian, the byte order of the canonical bytes: the decode threads swap the bytes
+            # as they copy each chunk in, and the walk takes the planes without another copy.
+            dtype = self.array.dtype.newbyteorder(">") if self.array.dtype.itemsize > 1 else self.array.dtype
+            out = spare
+            if out is None or out.shape != shape or out.dtype != dtype:
+                out = np.empty(shape, dtype=dtype)
+            self.array.read_into(selection, out)
+            return out
         if spare is not None and spare.shape == shape and spare.dtype == self.array.dtype:
             out = _zarr_buffer(self.array, spare)
             if out is not None:

@@ -417,8 +417,9 @@ class ChunkBombError(ValueError):
     """A compressed chunk inflates beyond the chunk's size."""
 
 
-def inflate_bounded(codec: Any, data: Any, expected: int) -> Any:
-    """`data` decoded by the numcodecs `codec`, never more than `expected` bytes held.
+def inflate_bounded(codec: Any, data: Any, expected: int, out: Any = None) -> Any:
+    """`data` decoded by the numcodecs `codec`, never more than `expected` bytes held (decoded into
+    `out`, `expected` bytes, where the codec decodes into a buffer).
 
     zlib and gzip streams are inflated with a cap; Zstandard, Blosc and LZ4 decode into a buffer of
     the chunk's size, which they refuse to overrun. A chunk that would inflate further is a
@@ -441,7 +442,7 @@ def inflate_bounded(codec: Any, data: Any, expected: int) -> Any:
             f"corrupt: a {codec_id} chunk declares {declared} bytes, not the chunk's {expected} bytes"
         )
     try:
-        return codec.decode(data, out=np.empty(expected, dtype=np.uint8))
+        return codec.decode(data, out=np.empty(expected, dtype=np.uint8) if out is None else out)
     except ValueError as exc:
         if "too small" in str(exc):
             raise ChunkBombError(

@@ -1,4 +1,5 @@
-"""OME-Zarr stores read with zarr directly (NGFF 0.4 on zarr v2, NGFF 0.5 on zarr v3).
+"""OME-Zarr stores (NGFF 0.4 on zarr v2, NGFF 0.5 on zarr v3): groups and plain v2 arrays read by
+`zarr_folder` (numcodecs decodes the chunks), every other array by zarr.
 
 Scenes (IMAGEWALK section 1): one multiscales image at the root; or the series groups of a
 bioformats2raw layout in ascending numeric order; or the fields of an HCS plate, wells in the
@@ -20,6 +21,7 @@ from ..scene import SceneInfo, SceneReader, Source, make_dims
 from .arrays import ChunkedArrayScene, split_axes
 from .integrity import bound_chunks, guard_zarr_codecs
 from .sparse import sparse_view
+from .zarr_folder import FolderGroup, GroupNotFound, open_direct
 
 ZARR_MARKERS = (".zgroup", ".zattrs", "zarr.json", ".zarray")
 DEFAULT_AXES = ("t", "c", "z", "y", "x")  # NGFF 0.1/0.2 had no axes metadata
@@ -48,33 +50,51 @@ class OmeZarrSource(Source):
     kind = "ome-zarr"
 
     def __init__(self, location: str, path: Path) -> None:
-        try:
-            import zarr
-        except ImportError as exc:  # pragma: no cover - zarr is part of the ome-zarr extra
-            raise MissingPluginError(location, "zarr", "ome-zarr") from exc
         self.location = location
         self.path = path
-        self._zarr = zarr
-        _limit_decode_threads(zarr)
-        self._version = _package_version("zarr")
-        guard_zarr_codecs()  # a chunk that inflates beyond its size fails, not memory
+        self._zarr: Any = None  # imported for the arrays zarr_folder leaves to it
+        self._readers: set[str] = set()
         self.root = self._open_group("")
         self.refs = self._find_images()
 
     @property
     def reader_name(self) -> str:
-        return f"zarr {self._version}"
+        """What read the arrays: numcodecs (chunk files read in `zarr_folder`) and/or zarr."""
+        return ", ".join(sorted(self._readers)) or f"zarr {_package_version('zarr')}"
 
-    def _open_group(self, group: str) -> Any:
+    def _open_group(self, group: str) -> FolderGroup:
         try:
-            return self._zarr.open_group(store=str(self.path / group), mode="r")
+            return FolderGroup(self.path / group)
         except json.JSONDecodeError as exc:
             raise InputError(self.location, f"invalid Zarr metadata (not JSON): {exc}") from exc
-        except Exception as exc:
+        except (GroupNotFound, OSError, UnicodeDecodeError) as exc:
             raise InputError(self.location, f"not a readable Zarr group: {describe(exc)}") from exc
 
-    def _attrs(self, group: Any) -> Mapping[str, Any]:
+    def _attrs(self, group: FolderGroup) -> Mapping[str, Any]:
         return _ome_attrs(dict(group.attrs))
+
+    def _open_array(self, group: FolderGroup, path: str) -> Any:
+        folder = group.folder / path
+        array = open_direct(folder)
+        if array is not None:
+            self._readers.add(array.reader)
+            return array
+        zarr = self._zarr_module()
+        array = zarr.open_array(store=str(folder), mode="r")
+        self._readers.add(f"zarr {_package_version('zarr')}")
+        bound_chunks(array)
+        return array
+
+    def _zarr_module(self) -> Any:
+        if self._zarr is None:
+            try:
+                import zarr
+            except ImportError as exc:  # pragma: no cover - zarr is part of the ome-zarr extra
+                raise MissingPluginError(self.location, "zarr", "ome-zarr") from exc
+            _limit_decode_threads(zarr)
+            guard_zarr_codecs()  # a chunk that inflates beyond its size fails, not memory
+            self._zarr = zarr
+        return self._zarr
 
     def _find_images(self) -> list[_ImageRef]:
         attrs = self._attrs(self.root)
@@ -141,10 +161,11 @@ class OmeZarrSource(Source):
             raise SceneError(f"{ref.group or '/'}: multiscales without datasets")
         path = str(datasets[0]["path"])
         try:
-            array = group[path]
+            array = self._open_array(group, path)
+        except MissingPluginError:
+            raise
         except Exception as exc:
             raise SceneError(f"level-0 array {path!r} cannot be opened: {describe(exc)}") from exc
-        bound_chunks(array)
         return array, _axis_names(first.get("axes"), len(array.shape))
 
     def open_scene(self, info: SceneInfo) -> SceneReader:
@@ -187,7 +208,7 @@ def _multiscales_name(attrs: Mapping[str, Any], default: str) -> str:
     return str(name) if name else default
 
 
-def _child_groups(group: Any) -> list[str]:
+def _child_groups(group: FolderGroup) -> list[str]:
     return [name for name, _ in group.groups()]
 
 

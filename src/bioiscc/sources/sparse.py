@@ -27,14 +27,14 @@ def sparse_view(array: Any) -> Any:
     if root is None:
         return array
     blocks = getattr(array, "shards", None) or array.chunks
-    keys = _stored_keys(Path(root) / array.path)
+    keys = stored_chunk_keys(Path(root) / array.path)
     declared = math.prod(math.ceil(n / b) for n, b in zip(array.shape, blocks, strict=True))
     if keys is None or len(keys) >= declared:
         return array
     return SparseArray(array, tuple(blocks), keys)
 
 
-def _stored_keys(folder: Path) -> set[str] | None:
+def stored_chunk_keys(folder: Path) -> set[str] | None:
     """The files under an array's folder, as chunk keys ("c/0/1/2", "0.1.2", "0/1/2")."""
     try:
         found = set()
