@@ -40,6 +40,22 @@ def test_no_pypi_release_is_assumed() -> None:
                 assert "@ git+" in line or once, f"{doc}:{number}: {line}"
 
 
+def test_every_environment_variable_is_in_the_readme_table() -> None:
+    """A variable the code reads (src, workflow, tests) has a row in README's table, and a row names
+    a variable that exists."""
+    used: set[str] = set()
+    for folder in ("src", "workflow", "tests"):
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in (".py", ".smk", "") and path.is_file() and "__pycache__" not in path.parts:
+                used |= set(re.findall(r"\bBIOISCC_[A-Z_]+[A-Z]\b", path.read_text(errors="replace")))
+    used = {name for name in used if not any(other.startswith(name + "_") for other in used)}  # prefixes
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Environment variables") :].split("\n## ")[0]
+    rows = set(re.findall(r"^\| `(BIOISCC_[A-Z_]+)` \|", table, flags=re.MULTILINE))
+    assert used - rows == set(), "variables without a README row"
+    assert rows - used == set(), "README rows of variables nothing reads"
+
+
 # ---- envs/bioiscc.yaml installs this checkout ----
 
 
