@@ -509,6 +509,7 @@ def test_thumbnails_use_a_pyramid_level(tmp_path: Path) -> None:
     with opened(tmp_path / "p.ome.zarr") as src:
         level = thumbnail_level(src, src.scenes()[0])
     assert level is not None and level[0].shape == (650, 550)
+    assert type(level[0]).__name__ == "ChunkFileArray"  # opened as level 0 is: bounded chunks, no zarr
     run_cli("thumb", str(tmp_path / "p.ome.zarr"), "-o", str(tmp_path), check=True)
     assert read_png(tmp_path / "p.ome.zarr.thumb.png").shape == (325, 275)  # level 1 binned by f = 2
 

@@ -149,24 +149,33 @@ class OmeZarrSource(Source):
             dtype=str(array.dtype),
         )
 
-    def _level0(self, ref: _ImageRef) -> tuple[Any, list[str]]:
+    def _multiscale(self, ref: _ImageRef) -> tuple[FolderGroup, Mapping[str, Any]]:
+        """The image's group and its first multiscales entry (which has datasets)."""
         group = self.root if ref.group == "" else self._open_group(ref.group)
-        attrs = self._attrs(group)
-        multiscales = attrs.get("multiscales")
+        multiscales = self._attrs(group).get("multiscales")
         if not multiscales:
             raise SceneError(f"{ref.group or '/'}: no multiscales metadata")
-        first = multiscales[0]
-        datasets = first.get("datasets") or []
-        if not datasets:
+        if not multiscales[0].get("datasets"):
             raise SceneError(f"{ref.group or '/'}: multiscales without datasets")
-        path = str(datasets[0]["path"])
+        return group, multiscales[0]
+
+    def _level(self, group: FolderGroup, multiscale: Mapping[str, Any], number: int) -> tuple[Any, list[str]]:
+        path = str(multiscale["datasets"][number]["path"])
         try:
             array = self._open_array(group, path)
         except MissingPluginError:
             raise
         except Exception as exc:
-            raise SceneError(f"level-0 array {path!r} cannot be opened: {describe(exc)}") from exc
-        return array, _axis_names(first.get("axes"), len(array.shape))
+            raise SceneError(f"level-{number} array {path!r} cannot be opened: {describe(exc)}") from exc
+        return array, _axis_names(multiscale.get("axes"), len(array.shape))
+
+    def _level0(self, ref: _ImageRef) -> tuple[Any, list[str]]:
+        return self._level(*self._multiscale(ref), 0)
+
+    def lower_levels(self, index: int) -> list[tuple[Any, list[str]]]:
+        """Levels 1, 2, ... of scene `index`'s pyramid as (array, axis names), opened as level 0 is."""
+        group, multiscale = self._multiscale(self.refs[index])
+        return [self._level(group, multiscale, n) for n in range(1, len(multiscale["datasets"]))]
 
     def open_scene(self, info: SceneInfo) -> SceneReader:
         array, axes = self._level0(self.refs[info.index])

@@ -8,14 +8,12 @@ is at least THUMB_SIDE pixels (level 0 if none is), binned to at most THUMB_SIDE
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..scene import SceneInfo, Source
 from ..sources.arrays import slice_rows
-from ..sources.integrity import bound_chunks
 from .extract import bin_stored_plane
 from .normalize import composite, stretch_of, to_uint8
 from .reduce import Grid, bin_plane
@@ -97,20 +95,4 @@ def _tiff_levels(src: Any, info: SceneInfo) -> list[tuple[Any, list[str]]]:
 
 
 def _zarr_levels(src: Any, info: SceneInfo) -> list[tuple[Any, list[str]]]:
-    import zarr
-
-    ref = src.refs[info.index]
-    group: Any = zarr.open_group(store=str(Path(src.path) / ref.group), mode="r")
-    attrs: dict[str, Any] = dict(group.attrs)
-    ome: dict[str, Any] = attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
-    multiscales: dict[str, Any] = ome["multiscales"][0]
-    raw_axes = multiscales.get("axes") or ["t", "c", "z", "y", "x"]
-    names = [a["name"] if isinstance(a, dict) else str(a) for a in raw_axes]
-    axes = [n.upper() if n.upper() in STANDARD_AXES else n for n in names]
-    levels = []
-    for dataset in multiscales["datasets"][1:]:
-        array = group[str(dataset["path"])]
-        bound_chunks(array)  # its chunks inflate to their size at most
-        if len(array.shape) == len(axes):
-            levels.append((array, axes))
-    return levels
+    return [(array, axes) for array, axes in src.lower_levels(info.index) if len(array.shape) == len(axes)]
