@@ -43,16 +43,20 @@ def write_store(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_zarr_decodes_in_the_threads_the_walk_may_use(threads: int, tmp_path: Path) -> None:
-    store = write_store(tmp_path / "image.ome.zarr")
-    code = (
+def open_store(threads: int, store: Path) -> str:
+    """Code that opens `store` as `source` in a walk limited to `threads`."""
+    return (
         "from bioiscc.imagewalk import use_threads\n"
         "from bioiscc.sources.omezarr import OmeZarrSource\n"
         f"use_threads({threads})\n"
-        f"OmeZarrSource('x', __import__('pathlib').Path({str(store)!r})).scenes()\n"
-        "import zarr\n"
-        "print(zarr.config.get('threading.max_workers'))"
+        f"source = OmeZarrSource('x', __import__('pathlib').Path({str(store)!r}))\n"
+    )
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_zarr_decodes_in_the_threads_the_walk_may_use(threads: int, tmp_path: Path) -> None:
+    code = open_store(threads, write_store(tmp_path / "image.ome.zarr")) + (
+        "source.scenes()\nimport zarr\nprint(zarr.config.get('threading.max_workers'))"
     )
     assert python(code, BIOISCC_ZARR_DIRECT="0") == str(threads)
     # a setting of the user's own is kept
@@ -61,12 +65,7 @@ def test_zarr_decodes_in_the_threads_the_walk_may_use(threads: int, tmp_path: Pa
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_zarr_chunk_files_decode_in_the_threads_the_walk_may_use(threads: int, tmp_path: Path) -> None:
-    store = write_store(tmp_path / "image.ome.zarr")
-    code = (
-        "from bioiscc.imagewalk import use_threads\n"
-        "from bioiscc.sources.omezarr import OmeZarrSource\n"
-        f"use_threads({threads})\n"
-        f"source = OmeZarrSource('x', __import__('pathlib').Path({str(store)!r}))\n"
+    code = open_store(threads, write_store(tmp_path / "image.ome.zarr")) + (
         "reader = source.open_scene(source.scenes()[0])\n"
         "reader.array[:]\n"
         "from bioiscc.sources.zarr_folder import _pools\n"
