@@ -43,7 +43,12 @@ NATIVE_READERS = (
         "tifffile",
     ),
     NativeReader(
-        "OME-Zarr", "directory with .zgroup, .zattrs or zarr.json", (".zarr",), (), "zarr", "ome-zarr"
+        "OME-Zarr (plain Zarr v2 chunks decoded with numcodecs, the rest with zarr)",
+        "directory with .zgroup, .zattrs or zarr.json",
+        (".zarr",),
+        (),
+        "zarr",
+        "ome-zarr",
     ),
     NativeReader("Zeiss CZI", "suffix", _suffixes("czi"), (), "aicspylibczi", "czi"),
     NativeReader("Nikon ND2", "suffix", _suffixes("nd2"), (), "nd2", "nd2"),
