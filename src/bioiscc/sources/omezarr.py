@@ -102,7 +102,8 @@ class OmeZarrSource(Source):
             return [_ImageRef("", _multiscales_name(attrs, "image"))]
         layout = attrs.get("bioformats2raw.layout", dict(self.root.attrs).get("bioformats2raw.layout"))
         if layout is not None:
-            series = sorted((name for name in _child_groups(self.root) if name.isdigit()), key=int)
+            children = _child_groups(self.root, self.location)
+            series = sorted((name for name in children if name.isdigit()), key=int)
             if not series:
                 raise InputError(self.location, "bioformats2raw layout without series groups")
             return [_ImageRef(name, self._series_name(name)) for name in series]
@@ -217,8 +218,13 @@ def _multiscales_name(attrs: Mapping[str, Any], default: str) -> str:
     return str(name) if name else default
 
 
-def _child_groups(group: FolderGroup) -> list[str]:
-    return [name for name, _ in group.groups()]
+def _child_groups(group: FolderGroup, location: str) -> list[str]:
+    try:
+        return [name for name, _ in group.groups()]
+    except json.JSONDecodeError as exc:
+        raise InputError(location, f"invalid Zarr metadata (not JSON): {exc}") from exc
+    except (GroupNotFound, OSError, UnicodeDecodeError) as exc:
+        raise InputError(location, f"not a readable Zarr group: {describe(exc)}") from exc
 
 
 def _cause(exc: Exception) -> str:

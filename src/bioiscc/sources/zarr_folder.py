@@ -6,10 +6,10 @@ filters, no compressor or one of numcodecs' bounded ones, a file per chunk) is r
 chunk file and decoded with numcodecs, the codec library zarr itself uses. Every other array (Zarr
 v3 codecs and shards, filters, object dtypes) is opened with zarr.
 
-Why: importing zarr takes 0.25-0.4 s, and its asynchronous read path spends more CPU on event-loop
-bookkeeping and a copy per chunk than on decoding (512 MiB of zstd chunks on the 2-core VM: zarr
-0.65-0.80 s wall, here 0.47-0.55 s, both with 2 decode threads). `BIOISCC_ZARR_DIRECT=0` reads every
-array with zarr, to compare.
+Why: importing zarr takes 0.25-0.4 s, and its asynchronous read path spent more CPU on event-loop
+bookkeeping, fresh chunk buffers and a copy per chunk than on decoding. `bioiscc hash` of 512 MiB of
+zstd chunks on the 2-core VM: 1.75 s with zarr, 1.26 s here (medians of 7; benchmarks/README.md).
+`BIOISCC_ZARR_DIRECT=0` reads every array with zarr, to compare.
 """
 
 from __future__ import annotations
@@ -69,9 +69,6 @@ class FolderGroup:
         for child in sorted(self.folder.iterdir()):
             if child.is_dir() and ((child / ".zgroup").is_file() or _is_v3_group(child)):
                 yield child.name, FolderGroup(child)
-
-    def array_folder(self, path: str) -> Path:
-        return self.folder / path
 
 
 def _is_v3_group(folder: Path) -> bool:
