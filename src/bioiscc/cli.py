@@ -128,8 +128,9 @@ def threads_option(func: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         callback=apply,
         expose_value=False,
-        help="Threads to use: 1 reads and hashes in turn (one core); 2 or more read the next "
-        "planes while hashing (default: 2).",
+        help="Threads to keep busy: 1 reads, decodes and hashes in turn on one core; N decodes "
+        "chunks in up to N threads while the hash runs beside them (default: the cores this "
+        "process may use, which a Slurm job or taskset limits).",
     )(func)
 
 
