@@ -55,6 +55,39 @@ def v2_array(
         zarr_format=2,
         chunk_key_encoding={"name": "v2", "separator": separator},
     )
+    return write_chunks(array, data, chunks, skip)
+
+
+def v3_array(
+    folder: Path,
+    data: np.ndarray,
+    chunks: tuple[int, ...],
+    *,
+    compressor: Any = None,
+    encoding: str = "default",
+    separator: str = "/",
+    fill_value: Any = 0,
+    skip: tuple[int, ...] = (),
+    **options: Any,
+) -> Any:
+    """`data` written by zarr as a v3 array (its byte order kept by the `bytes` codec)."""
+    endian = "big" if data.dtype.byteorder == ">" else "little"
+    array = zarr.create_array(
+        str(folder),
+        shape=data.shape,
+        chunks=chunks,
+        dtype=data.dtype.newbyteorder("="),
+        serializer=zarr.codecs.BytesCodec(endian=endian if data.dtype.itemsize > 1 else None),
+        compressors=compressor,
+        fill_value=fill_value,
+        zarr_format=3,
+        chunk_key_encoding={"name": encoding, "separator": separator},
+        **options,
+    )
+    return write_chunks(array, data, chunks, skip)
+
+
+def write_chunks(array: Any, data: np.ndarray, chunks: tuple[int, ...], skip: tuple[int, ...]) -> Any:
     grid = [range(0, n, c) for n, c in zip(data.shape, chunks, strict=True)]
     for flat, corner in enumerate(np.ndindex(*(len(r) for r in grid))):
         if flat in skip:
@@ -151,8 +184,53 @@ def test_blocks_decoded_in_threads_equal_zarr(
     np.testing.assert_array_equal(out, np.asarray(written[1:4]))
 
 
+V3_COMPRESSORS: dict[str, Any] = {
+    "none": None,
+    "zstd": zarr.codecs.ZstdCodec(level=1, checksum=True),
+    "gzip": zarr.codecs.GzipCodec(level=1),
+    "blosc": zarr.codecs.BloscCodec(cname="zstd", shuffle="bitshuffle"),
+}
+
+
+@pytest.mark.parametrize("compressor", sorted(V3_COMPRESSORS))
+@pytest.mark.parametrize("dtype", ["|u1", "<u2", ">u2", ">f4", "|b1"])
+def test_v3_compressors_and_dtypes(compressor: str, dtype: str, tmp_path: Path) -> None:
+    data = pixels((3, 21, 19), dtype)
+    written = v3_array(tmp_path / "a", data, (2, 8, 8), compressor=V3_COMPRESSORS[compressor], skip=(1,))
+    direct = assert_reads_like_zarr(tmp_path / "a", written)
+    assert direct.stored == np.dtype(dtype)  # decoded in the stored byte order, reported as zarr does
+
+
+@pytest.mark.parametrize(
+    ("encoding", "separator"), [("default", "/"), ("default", "."), ("v2", "."), ("v2", "/")]
+)
+def test_v3_chunk_key_encodings(encoding: str, separator: str, tmp_path: Path) -> None:
+    data = pixels((3, 21, 19), "<f8")
+    written = v3_array(
+        tmp_path / "a",
+        data,
+        (2, 8, 8),
+        encoding=encoding,
+        separator=separator,
+        fill_value=float("-inf"),
+        skip=(0, 7),
+    )
+    direct = assert_reads_like_zarr(tmp_path / "a", written)
+    assert direct[0, 0, 0] == -np.inf
+
+
+def test_v3_hexadecimal_fill_value(tmp_path: Path) -> None:
+    """Zarr v3 may write a float fill value as its bits in hexadecimal."""
+    written = v3_array(tmp_path / "a", pixels((2, 8, 8), "<f4"), (1, 8, 8), skip=(1,))
+    meta = json.loads((tmp_path / "a" / "zarr.json").read_text())
+    (tmp_path / "a" / "zarr.json").write_text(json.dumps({**meta, "fill_value": "0x3fc00000"}))
+    direct = open_direct(tmp_path / "a")
+    assert direct is not None and direct[1, 0, 0] == np.float32(1.5)
+    np.testing.assert_array_equal(direct[0], np.asarray(written[0]))
+
+
 def test_layouts_left_to_zarr(tmp_path: Path) -> None:
-    """Filters, Zarr v3 and a missing fill value are read with zarr, not here."""
+    """Filters, a missing fill value, shards, checksums and transposes are read with zarr, not here."""
     data = pixels((2, 8, 8), "<u2")
     filtered = zarr.create_array(
         str(tmp_path / "filtered"),
@@ -163,13 +241,21 @@ def test_layouts_left_to_zarr(tmp_path: Path) -> None:
         zarr_format=2,
     )
     filtered[:] = data
-    v3 = zarr.create_array(str(tmp_path / "v3"), shape=data.shape, chunks=(1, 8, 8), dtype=data.dtype)
-    v3[:] = data
+    v3_array(tmp_path / "sharded", data, (1, 4, 4), shards=(1, 8, 8))
+    v3_array(tmp_path / "checksummed", data, (1, 8, 8), compressor=[zarr.codecs.Crc32cCodec()])
+    transposed = zarr.create_array(
+        str(tmp_path / "transposed"),
+        shape=data.shape,
+        chunks=(1, 8, 8),
+        dtype=data.dtype,
+        filters=[zarr.codecs.TransposeCodec(order=(2, 1, 0))],
+    )
+    transposed[:] = data
     no_fill = v2_array(tmp_path / "nofill", data, (1, 8, 8))
     meta = json.loads((tmp_path / "nofill" / ".zarray").read_text())
     (tmp_path / "nofill" / ".zarray").write_text(json.dumps({**meta, "fill_value": None}))
     assert no_fill is not None
-    for name in ("filtered", "v3", "nofill"):
+    for name in ("filtered", "nofill", "sharded", "checksummed", "transposed"):
         assert open_direct(tmp_path / name) is None, name
 
 
@@ -212,22 +298,30 @@ def test_groups(tmp_path: Path) -> None:
         FolderGroup(tmp_path / "v2" / "not-a-group")
 
 
-def ngff_v04(store: Path, data: np.ndarray, chunks: tuple[int, ...], compressor: Any) -> None:
-    root = zarr.open_group(str(store), mode="w", zarr_format=2)
-    root.attrs["multiscales"] = [
+def ngff(store: Path, data: np.ndarray, chunks: tuple[int, ...], zarr_format: int = 2) -> None:
+    """A one-level NGFF image: 0.4 on Zarr v2 or 0.5 on Zarr v3, zstd chunks, one chunk not stored."""
+    root = zarr.open_group(str(store), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
+    multiscales = [
         {
-            "version": "0.4",
             "axes": [{"name": a, "type": "space" if a in "zyx" else "channel"} for a in "czyx"],
             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * 4}]}],
         }
     ]
-    v2_array(store / "0", data, chunks, compressor=compressor, separator="/", skip=(1,))
+    if zarr_format == 2:
+        root.attrs["multiscales"] = [{"version": "0.4", **multiscales[0]}]
+        v2_array(store / "0", data, chunks, compressor=COMPRESSORS["zstd"], separator="/", skip=(1,))
+    else:
+        root.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
+        v3_array(store / "0", data, chunks, compressor=V3_COMPRESSORS["zstd"], skip=(1,))
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
 @pytest.mark.parametrize("threads", ["1", "2"])
-def test_hash_equals_the_zarr_read(threads: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hash_equals_the_zarr_read(
+    threads: str, zarr_format: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "image.ome.zarr"
-    ngff_v04(store, pixels((2, 5, 40, 30), ">u2"), (1, 2, 16, 16), COMPRESSORS["zstd"])
+    ngff(store, pixels((2, 5, 40, 30), ">u2"), (1, 2, 16, 16), zarr_format)
     records = {}
     for direct in ("1", "0"):
         monkeypatch.setenv("BIOISCC_ZARR_DIRECT", direct)
@@ -241,9 +335,10 @@ def test_hash_equals_the_zarr_read(threads: str, tmp_path: Path, monkeypatch: py
         assert records["1"][field] == records["0"][field], field
 
 
-def test_zarr_is_not_imported_for_a_plain_v2_store(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_is_not_imported_for_a_plain_store(zarr_format: int, tmp_path: Path) -> None:
     store = tmp_path / "image.ome.zarr"
-    ngff_v04(store, pixels((2, 3, 20, 20), "<u2"), (1, 3, 20, 20), COMPRESSORS["zstd"])
+    ngff(store, pixels((2, 3, 20, 20), "<u2"), (1, 3, 20, 20), zarr_format)
     script = (
         "import sys; from bioiscc.cli import main\n"
         f"try: main(['hash', {str(store)!r}, '-o', {str(tmp_path / 'h.json')!r}])\n"

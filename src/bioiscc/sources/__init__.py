@@ -4,8 +4,8 @@
 | ---------- | --------------------------------------- | ---------------------------------------- |
 | `tiff`     | TIFF, OME-TIFF, BigTIFF, and TIFF-based | tifffile                                 |
 |            | whole-slide files (SVS, NDPI, SCN, ...) |                                          |
-| `ome-zarr` | OME-Zarr store (directory)              | numcodecs for plain Zarr v2 chunk files  |
-|            |                                         | (`zarr_folder`), zarr for the rest       |
+| `ome-zarr` | OME-Zarr store (directory)              | numcodecs for plain chunk files          |
+|            |                                         | (`zarr_folder`), zarr for shards etc.    |
 | `bioio`    | CZI (mosaics stitched plane by plane)   | aicspylibczi (libCZI)                    |
 |            | ND2                                     | nd2                                      |
 |            | LIF                                     | liffile (mosaics: bioio-lif, stitched)   |

@@ -1,10 +1,12 @@
 """A Zarr store in a local folder, read without the zarr package where it is plain.
 
-Groups are JSON files (`.zgroup` and `.zattrs` in Zarr v2, `zarr.json` in v3), read here. A Zarr v2
-array whose layout is the plain one nearly every NGFF 0.4 store has (numeric dtype, C or F order, no
-filters, no compressor or one of numcodecs' bounded ones, a file per chunk) is read chunk file by
-chunk file and decoded with numcodecs, the codec library zarr itself uses. Every other array (Zarr
-v3 codecs and shards, filters, object dtypes) is opened with zarr.
+Groups are JSON files (`.zgroup` and `.zattrs` in Zarr v2, `zarr.json` in v3), read here. An array
+whose layout is plain is read chunk file by chunk file and decoded with numcodecs, the codec library
+zarr itself uses: numeric dtype, one file per chunk, no filters, and no compressor or one of the
+bounded ones (Zarr v2: C or F order, zlib, gzip, zstd, blosc or lz4, as nearly every NGFF 0.4 store
+has; Zarr v3: a regular grid, the `bytes` codec, then zstd, gzip or blosc, as unsharded NGFF 0.5
+stores have). Every other array (shards, transposes, checksums, filters, object dtypes) is opened
+with zarr.
 
 Why: importing zarr takes 0.25-0.4 s, and its asynchronous read path spent more CPU on event-loop
 bookkeeping, fresh chunk buffers and a copy per chunk than on decoding. `bioiscc hash` of 512 MiB of
@@ -21,12 +23,13 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .integrity import BOUNDED_V2, inflate_bounded
+from .integrity import BOUNDED_V2, BOUNDED_V3, inflate_bounded
 from .sparse import stored_chunk_keys
 
 #: numeric kinds the direct path reads (bool, signed, unsigned, float)
@@ -84,21 +87,42 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True)
+class ChunkLayout:
+    """What reading an array's chunk files needs, from its Zarr v2 or v3 metadata."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any]  # as zarr reports it: v2 keeps the stored byte order, v3 gives the native one
+    stored: np.dtype[Any]  # as the decoded chunks hold it
+    fill_value: Any
+    order: str  # "C" or "F": the order of a chunk's decoded bytes
+    key_prefix: str  # "c" + separator for Zarr v3's default chunk keys, else ""
+    separator: str
+    compressor: Any  # a numcodecs codec, or None
+
+
 def open_direct(folder: Path) -> ChunkFileArray | None:
-    """The Zarr v2 array in `folder` when its layout is read here, else None (zarr reads it)."""
-    meta_file = folder / ".zarray"
-    if not direct_reads_enabled() or not meta_file.is_file():
+    """The Zarr array in `folder` when its layout is read here, else None (zarr reads it)."""
+    if not direct_reads_enabled():
         return None
-    meta = _read_json(meta_file)
     try:
-        return ChunkFileArray(folder, meta) if _plain_layout(meta) else None
-    except (TypeError, ValueError, KeyError, OverflowError, ImportError):
+        if (folder / ".zarray").is_file():
+            layout = _v2_layout(_read_json(folder / ".zarray"))
+        elif (folder / "zarr.json").is_file():
+            layout = _v3_layout(_read_json(folder / "zarr.json"))
+        else:
+            return None
+        return ChunkFileArray(folder, layout) if layout is not None else None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, ImportError):
         return None  # zarr reads it, and says what is wrong with it (or that it is not installed)
 
 
-def _plain_layout(meta: Mapping[str, Any]) -> bool:
+def _v2_layout(meta: Mapping[str, Any]) -> ChunkLayout | None:
+    """Plain Zarr v2: a numeric dtype, C or F order, no filters, a fill value, and no compressor or
+    a bounded one."""
     compressor = meta.get("compressor")
-    return (
+    plain = (
         meta.get("zarr_format") == 2
         and isinstance(meta.get("dtype"), str)
         and np.dtype(meta["dtype"]).kind in DIRECT_KINDS
@@ -106,27 +130,102 @@ def _plain_layout(meta: Mapping[str, Any]) -> bool:
         and not meta.get("filters")
         and meta.get("fill_value") is not None
         and (compressor is None or compressor.get("id") in BOUNDED_V2)
-        and len(meta["shape"]) == len(meta["chunks"]) > 0
+    )
+    if not plain:
+        return None
+    dtype = np.dtype(meta["dtype"])
+    return ChunkLayout(
+        shape=_sizes(meta["shape"]),
+        chunks=_sizes(meta["chunks"]),
+        dtype=dtype,
+        stored=dtype,
+        fill_value=_fill(meta["fill_value"], dtype),
+        order=str(meta.get("order", "C")),
+        key_prefix="",
+        separator=str(meta.get("dimension_separator") or "."),
+        compressor=_codec(compressor),
     )
 
 
+def _v3_layout(meta: Mapping[str, Any]) -> ChunkLayout | None:
+    """Plain Zarr v3: a numeric data type, a regular grid, the `bytes` codec and at most one of the
+    bounded compressors, no shards, transposes or checksums, no storage transformers."""
+    if meta.get("zarr_format") != 3 or meta.get("node_type") != "array" or meta.get("storage_transformers"):
+        return None
+    if not isinstance(meta.get("data_type"), str) or meta["chunk_grid"]["name"] != "regular":
+        return None
+    codecs = [_named(codec) for codec in meta["codecs"]]
+    if not codecs or codecs[0][0] != "bytes" or len(codecs) > 2:
+        return None
+    compressor = codecs[1][0] if len(codecs) == 2 else None
+    if compressor is not None and compressor not in BOUNDED_V3:
+        return None
+    dtype = np.dtype(meta["data_type"])
+    if dtype.kind not in DIRECT_KINDS or meta.get("fill_value") is None:
+        return None
+    stored = dtype
+    if dtype.itemsize > 1:
+        stored = dtype.newbyteorder(">" if codecs[0][1].get("endian", "little") == "big" else "<")
+    encoding, options = _named(meta.get("chunk_key_encoding") or {"name": "default"})
+    if encoding not in ("default", "v2"):
+        return None
+    separator = str(options.get("separator", "/" if encoding == "default" else "."))
+    return ChunkLayout(
+        shape=_sizes(meta["shape"]),
+        chunks=_sizes(meta["chunk_grid"]["configuration"]["chunk_shape"]),
+        dtype=dtype,
+        stored=stored,
+        fill_value=_fill(meta["fill_value"], dtype),
+        order="C",
+        key_prefix="c" + separator if encoding == "default" else "",
+        separator=separator,
+        compressor=_codec({"id": compressor}) if compressor else None,
+    )
+
+
+def _named(entry: Any) -> tuple[str, Mapping[str, Any]]:
+    """A Zarr v3 extension point (a name, or {"name", "configuration"}) as (name, configuration)."""
+    if isinstance(entry, str):
+        return entry, {}
+    return str(entry["name"]), entry.get("configuration") or {}
+
+
+def _sizes(values: Sequence[Any]) -> tuple[int, ...]:
+    sizes = tuple(int(n) for n in values)
+    if not sizes:
+        raise ValueError("a zero-dimensional array")  # zarr reads those
+    return sizes
+
+
+def _fill(value: Any, dtype: np.dtype[Any]) -> Any:
+    """The fill value as a scalar of `dtype`: numbers, booleans, and the strings Zarr writes for
+    NaN and the infinities, or (v3) a float's bits in hexadecimal."""
+    if isinstance(value, str) and value.startswith("0x") and dtype.kind == "f":
+        bits = np.array(int(value, 16), dtype=f">u{dtype.itemsize}")
+        return bits.view(f">f{dtype.itemsize}").astype(dtype)[()]
+    if isinstance(value, str):
+        value = SPECIAL_FILLS[value]
+    return dtype.type(value)
+
+
 class ChunkFileArray:
-    """A read-only Zarr v2 array read from its chunk files: `array[selection]` with integers and
+    """A read-only Zarr array read from its chunk files: `array[selection]` with integers and
     slices, and `read_into` a caller's buffer. A chunk the store does not hold is the fill value."""
 
-    def __init__(self, folder: Path, meta: Mapping[str, Any]) -> None:
+    def __init__(self, folder: Path, layout: ChunkLayout) -> None:
         self.folder = folder
-        self.shape = tuple(int(n) for n in meta["shape"])
-        self.chunks = tuple(int(n) for n in meta["chunks"])
-        self.dtype = np.dtype(meta["dtype"])
-        fill = meta["fill_value"]
-        self.fill_value = self.dtype.type(SPECIAL_FILLS.get(fill, fill) if isinstance(fill, str) else fill)
-        self.order = str(meta.get("order", "C"))
-        self.separator = str(meta.get("dimension_separator") or ".")
-        self.compressor = _codec(meta.get("compressor"))
+        self.shape = layout.shape
+        self.chunks = layout.chunks
+        self.dtype = layout.dtype
+        self.stored = layout.stored
+        self.fill_value = layout.fill_value
+        self.order = layout.order
+        self.key_prefix = layout.key_prefix
+        self.separator = layout.separator
+        self.compressor = layout.compressor
         self.chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
         self._local = threading.local()
-        if any(n < 1 for n in self.chunks) or any(n < 0 for n in self.shape):
+        if len(self.shape) != len(self.chunks) or any(n < 1 for n in self.chunks) or min(self.shape) < 0:
             raise ValueError(f"invalid shape {self.shape} or chunks {self.chunks}")
 
     @functools.cached_property
@@ -198,7 +297,7 @@ class ChunkFileArray:
             out[tuple(target)] = chunk[tuple(inside)]
 
     def chunk_path(self, index: tuple[int, ...]) -> Path:
-        return self.folder / self.separator.join(str(i) for i in index)
+        return self.folder / self._key(index)
 
     def _chunk(self, index: tuple[int, ...]) -> np.ndarray | None:
         """The decoded chunk at `index` (valid until this thread's next chunk), None when not stored."""
@@ -214,7 +313,7 @@ class ChunkFileArray:
             decoded = inflate_bounded(
                 self.compressor, data, self.chunk_bytes, out=self._buffer("decoded", self.chunk_bytes)
             )
-        flat = np.frombuffer(decoded, dtype=self.dtype, count=math.prod(self.chunks))
+        flat = np.frombuffer(decoded, dtype=self.stored, count=math.prod(self.chunks))
         return flat.reshape(self.chunks, order=self.order)  # type: ignore[call-overload]
 
     def _read(self, path: Path) -> memoryview:
@@ -234,7 +333,7 @@ class ChunkFileArray:
         return buffer[:size]
 
     def _key(self, index: tuple[int, ...]) -> str:
-        return self.separator.join(str(i) for i in index)
+        return self.key_prefix + self.separator.join(str(i) for i in index)
 
 
 def _codec(config: Mapping[str, Any] | None) -> Any:
