@@ -76,6 +76,8 @@ SYNTHETIC: dict[str, tuple[str, bool, int]] = {
     "tiff": ("OME-TIFF, uncompressed", False, 256),
     "tiled": ("OME-TIFF, zstd 512x512 tiles", True, 512),
     "zarr": ("OME-Zarr 0.4, zstd chunks (1,1,8,512,512)", True, 512),
+    "zarr3": ("OME-Zarr 0.5 (Zarr v3), zstd chunks (1,1,8,512,512)", True, 512),
+    "zarr3-sharded": ("OME-Zarr 0.5, zstd chunks in shards (1,1,8,2048,2048)", True, 512),
     "czi": ("CZI, uncompressed (pylibCZIrw)", False, 256),
     "czi-zstd": ("CZI, zstd subblocks (pylibCZIrw)", True, 256),
 }
@@ -144,6 +146,8 @@ def data_paths(folder: Path) -> dict[str, Path]:
         "tiff": folder / "u16_c2z32.ome.tif",
         "tiled": folder / "u16_c2z32_zstd_tiles.ome.tif",
         "zarr": folder / "u16_c2z32_zstd.ome.zarr",
+        "zarr3": folder / "u16_c2z32_zstd_v3.ome.zarr",
+        "zarr3-sharded": folder / "u16_c2z32_zstd_v3_sharded.ome.zarr",
         "czi": folder / "u16_c2z32.czi",
         "czi-zstd": folder / "u16_c2z32_zstd.czi",
     }
@@ -166,6 +170,8 @@ def make_data(folder: Path, shape: tuple[int, int, int, int]) -> dict[str, Path]
             path, data, ome=True, metadata={"axes": "CZYX"}, tile=(512, 512), compression="zstd"
         ),
         "zarr": lambda path: write_ome_zarr(path, data),
+        "zarr3": lambda path: write_ome_zarr(path, data, zarr_format=3),
+        "zarr3-sharded": lambda path: write_ome_zarr(path, data, zarr_format=3, sharded=True),
         "czi": lambda path: write_czi(path, data, None),
         "czi-zstd": lambda path: write_czi(path, data, CZI_ZSTD),
     }
@@ -177,33 +183,36 @@ def make_data(folder: Path, shape: tuple[int, int, int, int]) -> dict[str, Path]
     return paths
 
 
-def write_ome_zarr(path: Path, data: Any) -> None:
-    """NGFF 0.4 on zarr v2: one level, axes t c z y x, chunks (1, 1, 8, 512, 512), zstd."""
+def write_ome_zarr(path: Path, data: Any, zarr_format: int = 2, sharded: bool = False) -> None:
+    """One level, axes t c z y x, chunks (1, 1, 8, 512, 512), zstd level 1: NGFF 0.4 on Zarr v2, or
+    NGFF 0.5 on Zarr v3, its chunks alone or in shards of 8 planes of a channel."""
     import numcodecs
     import zarr
 
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)  # type: ignore[arg-type]
+    chunks = (1, 1, min(8, data.shape[1]), min(512, data.shape[2]), min(512, data.shape[3]))
+    if zarr_format == 2:
+        compressor: Any = numcodecs.Zstd(level=1)
+        layout: dict[str, Any] = {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
+    else:
+        compressor = zarr.codecs.ZstdCodec(level=1)
+        layout = {"shards": (*chunks[:3], *data.shape[2:])} if sharded else {}
     array = root.create_array(
-        "0",
-        shape=(1, *data.shape),
-        chunks=(1, 1, 8, 512, 512),
-        dtype="uint16",
-        compressors=numcodecs.Zstd(level=1),
-        chunk_key_encoding={"name": "v2", "separator": "/"},
+        "0", shape=(1, *data.shape), chunks=chunks, dtype="uint16", compressors=compressor, **layout
     )
     array[0] = data
     axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
     axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
     scale = [{"type": "scale", "scale": [1.0] * 5}]
-    multiscales: list[dict[str, Any]] = [
-        {
-            "version": "0.4",
-            "name": "bench",
-            "axes": axes,
-            "datasets": [{"path": "0", "coordinateTransformations": scale}],
-        }
-    ]
-    root.attrs["multiscales"] = multiscales
+    multiscale: dict[str, Any] = {
+        "name": "bench",
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": scale}],
+    }
+    if zarr_format == 2:
+        root.attrs["multiscales"] = [{"version": "0.4", **multiscale}]
+    else:
+        root.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
 
 
 def write_czi(path: Path, data: Any, compression: str | None) -> None:

@@ -219,6 +219,90 @@ def test_v3_chunk_key_encodings(encoding: str, separator: str, tmp_path: Path) -
     assert direct[0, 0, 0] == -np.inf
 
 
+def sharded(
+    folder: Path, data: np.ndarray, shards: tuple[int, ...], chunks: tuple[int, ...], **options: Any
+) -> Any:
+    """`data` in a v3 array of `shards`, each of inner `chunks` (zstd unless `codecs` is given)."""
+    codec = zarr.codecs.ShardingCodec(
+        chunk_shape=chunks,
+        codecs=options.pop("codecs", [zarr.codecs.BytesCodec(), zarr.codecs.ZstdCodec()]),
+        **options,
+    )
+    array = zarr.create_array(
+        str(folder),
+        shape=data.shape,
+        chunks=shards,
+        dtype=data.dtype,
+        serializer=codec,
+        compressors=None,
+        fill_value=7,
+    )
+    return array
+
+
+@pytest.mark.parametrize("location", ["end", "start"])
+@pytest.mark.parametrize("checksum", [True, False])
+def test_v3_shards(location: str, checksum: bool, tmp_path: Path) -> None:
+    """Inner chunks read through the shard's index; an inner chunk or a shard not stored is the fill
+    value."""
+    data = pixels((4, 37, 29), "<u2")
+    index = [zarr.codecs.BytesCodec(), zarr.codecs.Crc32cCodec()] if checksum else [zarr.codecs.BytesCodec()]
+    written = sharded(
+        tmp_path / "a", data, (2, 16, 16), (1, 8, 8), index_codecs=index, index_location=location
+    )
+    written[:2] = data[:2]
+    written[2, :8, :8] = data[2, :8, :8]  # one inner chunk of the shards of z=2..3
+    direct = assert_reads_like_zarr(tmp_path / "a", written)
+    assert direct.shards == (2, 16, 16) and direct.chunks == (1, 8, 8)
+    assert direct[3, 0, 0] == 7  # an inner chunk the shard does not hold
+    assert not (tmp_path / "a" / "c" / "1" / "1" / "1").exists()  # a shard not stored
+    assert direct[3, 20, 20] == 7
+
+
+@pytest.mark.parametrize("compressor", ["none", "gzip", "blosc"])
+def test_v3_shards_compressors(compressor: str, tmp_path: Path) -> None:
+    data = pixels((3, 20, 20), ">f4")
+    inner = [zarr.codecs.BytesCodec(endian="big")]
+    inner += [V3_COMPRESSORS[compressor]] if V3_COMPRESSORS[compressor] else []
+    written = sharded(tmp_path / "a", data.astype("=f4"), (3, 20, 20), (1, 10, 10), codecs=inner)
+    written[:] = data
+    assert_reads_like_zarr(tmp_path / "a", written)
+
+
+def test_v3_shard_with_a_corrupt_index(tmp_path: Path) -> None:
+    written = sharded(tmp_path / "a", pixels((2, 16, 16), "<u2"), (2, 16, 16), (1, 8, 8))
+    written[:] = pixels((2, 16, 16), "<u2")
+    shard = tmp_path / "a" / "c" / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[-10] ^= 0xFF  # inside the index: its checksum no longer matches
+    shard.write_bytes(bytes(raw))
+    direct = open_direct(tmp_path / "a")
+    assert direct is not None
+    with pytest.raises(ValueError, match=r"shard c/0/0/0: its index fails its CRC32C checksum"):
+        direct[0]
+
+
+def test_v3_shard_index_pointing_beyond_the_file(tmp_path: Path) -> None:
+    """An index that claims more bytes than the shard has fails before anything is allocated."""
+    import struct
+
+    written = sharded(
+        tmp_path / "a",
+        pixels((1, 8, 8), "<u2"),
+        (1, 8, 8),
+        (1, 8, 8),
+        index_codecs=[zarr.codecs.BytesCodec()],
+    )
+    written[:] = pixels((1, 8, 8), "<u2")
+    shard = tmp_path / "a" / "c" / "0" / "0" / "0"
+    raw = shard.read_bytes()
+    shard.write_bytes(raw[:-16] + struct.pack("<QQ", 0, 2**40))
+    direct = open_direct(tmp_path / "a")
+    assert direct is not None
+    with pytest.raises(ValueError, match=r"lies beyond the shard's"):
+        direct[0]
+
+
 def test_v3_hexadecimal_fill_value(tmp_path: Path) -> None:
     """Zarr v3 may write a float fill value as its bits in hexadecimal."""
     written = v3_array(tmp_path / "a", pixels((2, 8, 8), "<f4"), (1, 8, 8), skip=(1,))
@@ -230,7 +314,8 @@ def test_v3_hexadecimal_fill_value(tmp_path: Path) -> None:
 
 
 def test_layouts_left_to_zarr(tmp_path: Path) -> None:
-    """Filters, a missing fill value, shards, checksums and transposes are read with zarr, not here."""
+    """Filters, a missing fill value, a big-endian shard index, checksums and transposes are read
+    with zarr, not here."""
     data = pixels((2, 8, 8), "<u2")
     filtered = zarr.create_array(
         str(tmp_path / "filtered"),
@@ -241,7 +326,13 @@ def test_layouts_left_to_zarr(tmp_path: Path) -> None:
         zarr_format=2,
     )
     filtered[:] = data
-    v3_array(tmp_path / "sharded", data, (1, 4, 4), shards=(1, 8, 8))
+    sharded(
+        tmp_path / "big-endian-index",
+        data,
+        (1, 8, 8),
+        (1, 4, 4),
+        index_codecs=[zarr.codecs.BytesCodec(endian="big")],
+    )
     v3_array(tmp_path / "checksummed", data, (1, 8, 8), compressor=[zarr.codecs.Crc32cCodec()])
     transposed = zarr.create_array(
         str(tmp_path / "transposed"),
@@ -255,7 +346,7 @@ def test_layouts_left_to_zarr(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "nofill" / ".zarray").read_text())
     (tmp_path / "nofill" / ".zarray").write_text(json.dumps({**meta, "fill_value": None}))
     assert no_fill is not None
-    for name in ("filtered", "nofill", "sharded", "checksummed", "transposed"):
+    for name in ("filtered", "nofill", "big-endian-index", "checksummed", "transposed"):
         assert open_direct(tmp_path / name) is None, name
 
 

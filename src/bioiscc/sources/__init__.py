@@ -5,7 +5,7 @@
 | `tiff`     | TIFF, OME-TIFF, BigTIFF, and TIFF-based | tifffile                                 |
 |            | whole-slide files (SVS, NDPI, SCN, ...) |                                          |
 | `ome-zarr` | OME-Zarr store (directory)              | numcodecs for plain chunk files          |
-|            |                                         | (`zarr_folder`), zarr for shards etc.    |
+|            |                                         | and shards (`zarr_folder`), else zarr    |
 | `bioio`    | CZI (mosaics stitched plane by plane)   | aicspylibczi (libCZI)                    |
 |            | ND2                                     | nd2                                      |
 |            | LIF                                     | liffile (mosaics: bioio-lif, stitched)   |

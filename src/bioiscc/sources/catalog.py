@@ -43,7 +43,7 @@ NATIVE_READERS = (
         "tifffile",
     ),
     NativeReader(
-        "OME-Zarr (plain chunks decoded with numcodecs, shards and the rest with zarr)",
+        "OME-Zarr (plain chunks and shards decoded with numcodecs, the rest with zarr)",
         "directory with .zgroup, .zattrs or zarr.json",
         (".zarr",),
         (),

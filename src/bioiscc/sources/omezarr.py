@@ -1,5 +1,6 @@
 """OME-Zarr stores (NGFF 0.4 on zarr v2, NGFF 0.5 on zarr v3): groups and plain arrays read by
-`zarr_folder` (numcodecs decodes the chunks), every other array (shards, filters) by zarr.
+`zarr_folder` (numcodecs decodes the chunks, in their own files or in shards), every other array
+(filters, transposes) by zarr.
 
 Scenes (IMAGEWALK section 1): one multiscales image at the root; or the series groups of a
 bioformats2raw layout in ascending numeric order; or the fields of an HCS plate, wells in the

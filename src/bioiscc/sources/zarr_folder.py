@@ -4,13 +4,17 @@ Groups are JSON files (`.zgroup` and `.zattrs` in Zarr v2, `zarr.json` in v3), r
 whose layout is plain is read chunk file by chunk file and decoded with numcodecs, the codec library
 zarr itself uses: numeric dtype, one file per chunk, no filters, and no compressor or one of the
 bounded ones (Zarr v2: C or F order, zlib, gzip, zstd, blosc or lz4, as nearly every NGFF 0.4 store
-has; Zarr v3: a regular grid, the `bytes` codec, then zstd, gzip or blosc, as unsharded NGFF 0.5
-stores have). Every other array (shards, transposes, checksums, filters, object dtypes) is opened
-with zarr.
+has; Zarr v3: a regular grid, the `bytes` codec, then zstd, gzip or blosc, as NGFF 0.5 stores have,
+the chunks in files of their own or in shards). A shard's index (the offset and size of each inner
+chunk, at its end or start, little-endian, with or without its CRC32C, as the Zarr v3 sharding
+codec defines it) is read once per shard, and only the inner chunks a read needs are read. Every
+other array (transposes, chunk checksums, filters, object dtypes) is opened with zarr.
 
 Why: importing zarr takes 0.25-0.4 s, and its asynchronous read path spent more CPU on event-loop
 bookkeeping, fresh chunk buffers and a copy per chunk than on decoding. `bioiscc hash` of 512 MiB of
-zstd chunks on the 2-core VM: 1.75 s with zarr, 1.26 s here (medians of 7; benchmarks/README.md).
+zstd chunks on the 2-core VM: 1.75 s with zarr, 1.26 s here (medians of 7); in shards, zarr read
+each 55 MB shard whole into fresh memory: 2.15 s and 367 MB, here about 0.9 s and 229 MB
+(benchmarks/README.md).
 `BIOISCC_ZARR_DIRECT=0` reads every array with zarr, to compare.
 """
 
@@ -21,6 +25,7 @@ import json
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +39,10 @@ from .sparse import stored_chunk_keys
 
 #: numeric kinds the direct path reads (bool, signed, unsigned, float)
 DIRECT_KINDS = "biuf"
+#: the (offset, size) a shard's index gives an inner chunk it does not hold
+EMPTY_INNER_CHUNK = 2**64 - 1
+#: shard indexes kept per array (a block's chunks come from a few shards)
+SHARD_TABLES = 64
 #: fill values Zarr v2 writes as strings
 SPECIAL_FILLS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -100,6 +109,10 @@ class ChunkLayout:
     key_prefix: str  # "c" + separator for Zarr v3's default chunk keys, else ""
     separator: str
     compressor: Any  # a numcodecs codec, or None
+    #: Zarr v3 shards: the shape of a shard (one file of `chunks`-sized inner chunks), else None
+    shards: tuple[int, ...] | None = None
+    index_at_end: bool = True  # where a shard keeps its index of inner chunks
+    index_checksum: bool = True  # the index ends with its CRC32C
 
 
 def open_direct(folder: Path) -> ChunkFileArray | None:
@@ -149,12 +162,26 @@ def _v2_layout(meta: Mapping[str, Any]) -> ChunkLayout | None:
 
 def _v3_layout(meta: Mapping[str, Any]) -> ChunkLayout | None:
     """Plain Zarr v3: a numeric data type, a regular grid, the `bytes` codec and at most one of the
-    bounded compressors, no shards, transposes or checksums, no storage transformers."""
+    bounded compressors (no transposes or checksums), no storage transformers; the chunks alone or
+    in shards whose index is plain (`bytes` little-endian, then optionally CRC32C)."""
     if meta.get("zarr_format") != 3 or meta.get("node_type") != "array" or meta.get("storage_transformers"):
         return None
     if not isinstance(meta.get("data_type"), str) or meta["chunk_grid"]["name"] != "regular":
         return None
+    grid = _sizes(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    chunks: tuple[int, ...] = grid
+    shards: tuple[int, ...] | None = None
+    index: dict[str, bool] | None = {}
     codecs = [_named(codec) for codec in meta["codecs"]]
+    if len(codecs) == 1 and codecs[0][0] == "sharding_indexed":
+        sharding = codecs[0][1]
+        index = _shard_index(sharding)
+        chunks, shards = _sizes(sharding["chunk_shape"]), grid
+        codecs = [_named(codec) for codec in sharding["codecs"]]
+        if len(chunks) != len(shards) or any(s % c for s, c in zip(shards, chunks, strict=True)):
+            return None
+    if index is None:
+        return None
     if not codecs or codecs[0][0] != "bytes" or len(codecs) > 2:
         return None
     compressor = codecs[1][0] if len(codecs) == 2 else None
@@ -172,7 +199,7 @@ def _v3_layout(meta: Mapping[str, Any]) -> ChunkLayout | None:
     separator = str(options.get("separator", "/" if encoding == "default" else "."))
     return ChunkLayout(
         shape=_sizes(meta["shape"]),
-        chunks=_sizes(meta["chunk_grid"]["configuration"]["chunk_shape"]),
+        chunks=chunks,
         dtype=dtype,
         stored=stored,
         fill_value=_fill(meta["fill_value"], dtype),
@@ -180,7 +207,23 @@ def _v3_layout(meta: Mapping[str, Any]) -> ChunkLayout | None:
         key_prefix="c" + separator if encoding == "default" else "",
         separator=separator,
         compressor=_codec({"id": compressor}) if compressor else None,
+        shards=shards,
+        **index,
     )
+
+
+def _shard_index(sharding: Mapping[str, Any]) -> dict[str, bool] | None:
+    """Where a shard's index is and whether it has a checksum, when it is plain, else None."""
+    default = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+    codecs = [_named(codec) for codec in sharding.get("index_codecs", default)]
+    location = sharding.get("index_location", "end")
+    plain = (
+        location in ("start", "end")
+        and codecs[:1] == [("bytes", codecs[0][1])]
+        and codecs[0][1].get("endian", "little") == "little"
+        and [name for name, _ in codecs[1:]] in ([], ["crc32c"])
+    )
+    return {"index_at_end": location == "end", "index_checksum": len(codecs) == 2} if plain else None
 
 
 def _named(entry: Any) -> tuple[str, Mapping[str, Any]]:
@@ -223,8 +266,14 @@ class ChunkFileArray:
         self.key_prefix = layout.key_prefix
         self.separator = layout.separator
         self.compressor = layout.compressor
+        self.shards = layout.shards
+        self.per_shard = tuple(s // c for s, c in zip(layout.shards or self.chunks, self.chunks, strict=True))
+        self.index_at_end = layout.index_at_end
+        self.index_checksum = layout.index_checksum
         self.chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
         self._local = threading.local()
+        self._tables: OrderedDict[tuple[int, ...], tuple[np.ndarray, int] | None] = OrderedDict()
+        self._tables_lock = threading.Lock()
         if len(self.shape) != len(self.chunks) or any(n < 1 for n in self.chunks) or min(self.shape) < 0:
             raise ValueError(f"invalid shape {self.shape} or chunks {self.chunks}")
 
@@ -269,7 +318,9 @@ class ChunkFileArray:
         grid = [range(s.start // c, (s.stop - 1) // c + 1) for s, c in zip(region, self.chunks, strict=True)]
         touched = [tuple(r[i] for r, i in zip(grid, key, strict=True)) for key in np.ndindex(*map(len, grid))]
         listed = self.stored_keys
-        stored = touched if listed is None else [index for index in touched if self._key(index) in listed]
+        stored = (
+            touched if listed is None else [index for index in touched if self._file_key(index) in listed]
+        )
         if len(stored) < len(touched):  # the chunks not stored are the fill value
             out[...] = self.fill_value
         jobs = [(index, region, starts, out) for index in stored]
@@ -302,8 +353,10 @@ class ChunkFileArray:
     def _chunk(self, index: tuple[int, ...]) -> np.ndarray | None:
         """The decoded chunk at `index` (valid until this thread's next chunk), None when not stored."""
         try:
-            data = self._read(self.chunk_path(index))
+            data = self._read(self.chunk_path(index)) if self.shards is None else self._inner_chunk(index)
         except FileNotFoundError:
+            return None
+        if data is None:
             return None
         if self.compressor is None:
             if len(data) != self.chunk_bytes:
@@ -334,6 +387,70 @@ class ChunkFileArray:
 
     def _key(self, index: tuple[int, ...]) -> str:
         return self.key_prefix + self.separator.join(str(i) for i in index)
+
+    def _file_key(self, index: tuple[int, ...]) -> str:
+        """The key of the file that holds chunk `index`: its own, or its shard's."""
+        return self._key(tuple(i // n for i, n in zip(index, self.per_shard, strict=True)))
+
+    def _inner_chunk(self, index: tuple[int, ...]) -> memoryview | None:
+        """The encoded bytes of chunk `index` inside its shard (None: the shard or chunk is empty)."""
+        shard = tuple(i // n for i, n in zip(index, self.per_shard, strict=True))
+        found = self._shard_table(shard)
+        if found is None:
+            return None
+        table, length = found
+        offset, size = (
+            int(v) for v in table[tuple(i % n for i, n in zip(index, self.per_shard, strict=True))]
+        )
+        if offset == size == EMPTY_INNER_CHUNK:
+            return None
+        if offset + size > length:
+            raise ValueError(
+                f"shard {self._key(shard)}: chunk {index} lies beyond the shard's {length} bytes"
+            )
+        with open(self.folder / self._key(shard), "rb", buffering=0) as file:
+            view = self._buffer("read", size).data
+            count = os.preadv(file.fileno(), [view], offset)
+        return view[:count]
+
+    def _shard_table(self, shard: tuple[int, ...]) -> tuple[np.ndarray, int] | None:
+        """The (offset, size) of each inner chunk of `shard` and the shard's length, read once (for
+        the SHARD_TABLES shards used last); None when the shard is not stored."""
+        with self._tables_lock:
+            if shard in self._tables:
+                self._tables.move_to_end(shard)
+                return self._tables[shard]
+        found = self._read_shard_table(shard)
+        with self._tables_lock:
+            self._tables[shard] = found
+            while len(self._tables) > SHARD_TABLES:
+                self._tables.popitem(last=False)
+        return found
+
+    def _read_shard_table(self, shard: tuple[int, ...]) -> tuple[np.ndarray, int] | None:
+        key = self._key(shard)
+        size = math.prod(self.per_shard) * 16 + (4 if self.index_checksum else 0)
+        try:
+            with open(self.folder / key, "rb", buffering=0) as file:
+                length = os.fstat(file.fileno()).st_size
+                if length < size:
+                    raise ValueError(f"shard {key} has {length} bytes, fewer than its index's {size}")
+                raw = os.pread(file.fileno(), size, length - size if self.index_at_end else 0)
+        except FileNotFoundError:
+            return None
+        if self.index_checksum:
+            try:
+                raw = bytes(_crc32c().decode(raw))
+            except Exception as exc:
+                raise ValueError(f"shard {key}: its index fails its CRC32C checksum ({exc})") from exc
+        return np.frombuffer(raw, dtype="<u8").reshape(*self.per_shard, 2), length
+
+
+@functools.cache
+def _crc32c() -> Any:
+    from numcodecs import CRC32C
+
+    return CRC32C()
 
 
 def _codec(config: Mapping[str, Any] | None) -> Any:
