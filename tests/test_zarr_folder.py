@@ -68,7 +68,6 @@ def v3_array(
     separator: str = "/",
     fill_value: Any = 0,
     skip: tuple[int, ...] = (),
-    **options: Any,
 ) -> Any:
     """`data` written by zarr as a v3 array (its byte order kept by the `bytes` codec)."""
     endian = "big" if data.dtype.byteorder == ">" else "little"
@@ -82,7 +81,6 @@ def v3_array(
         fill_value=fill_value,
         zarr_format=3,
         chunk_key_encoding={"name": encoding, "separator": separator},
-        **options,
     )
     return write_chunks(array, data, chunks, skip)
 
