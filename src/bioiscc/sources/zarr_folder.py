@@ -410,7 +410,8 @@ class ChunkFileArray:
             )
         with open(self.folder / self._key(shard), "rb", buffering=0) as file:
             view = self._buffer("read", size).data
-            count = os.preadv(file.fileno(), [view], offset)
+            file.seek(offset)
+            count = file.readinto(view)
         return view[:count]
 
     def _shard_table(self, shard: tuple[int, ...]) -> tuple[np.ndarray, int] | None:
@@ -435,7 +436,8 @@ class ChunkFileArray:
                 length = os.fstat(file.fileno()).st_size
                 if length < size:
                     raise ValueError(f"shard {key} has {length} bytes, fewer than its index's {size}")
-                raw = os.pread(file.fileno(), size, length - size if self.index_at_end else 0)
+                file.seek(length - size if self.index_at_end else 0)
+                raw = file.read(size)
         except FileNotFoundError:
             return None
         if self.index_checksum:
