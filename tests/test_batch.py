@@ -160,3 +160,30 @@ def test_several_sources_in_one_call(data: Path) -> None:
     assert mixed.returncode == 1
     assert "data/broken.tif" in mixed.stderr and mixed.stderr.count("\n") == 1
     assert [r["source"] for r in json_lines((data / "out.jsonl").read_text())] == names
+
+
+def test_a_step_removes_only_its_own_leftovers(tmp_path: Path) -> None:
+    """Temporaries a killed run left beside this step's outputs go; another step's (running side by
+    side on the same input, as hash and extract_views do) stay, or its atomic write would fail."""
+    folder = tmp_path / "results" / "a"
+    folder.mkdir(parents=True)
+    own = [folder / ".out.json.x1y2.tmp", folder / "..test.stamp.k3j4.tmp"]
+    foreign = [folder / ".scenes.jsonl.a1b2.tmp", folder / "..other.stamp.c3d4.tmp"]
+    for path in own + foreign:
+        path.write_text("half")
+
+    def compute(item: batch.Item) -> None:
+        (item.folder / "out.json").write_text(json.dumps({"status": "ok"}))
+
+    step = batch.Step(
+        name="test",
+        outputs=("out.json",),
+        digest=lambda item: batch.digest_of(item.source),
+        compute=compute,
+        fallback=lambda item, error: None,
+        status=lambda item: batch.records_status([item.folder / "out.json"]),
+    )
+    (outcome,) = batch.run(step, [batch.Item("a", folder)], None, isolate=False)
+    assert outcome.status == "ok"
+    assert [path.exists() for path in own] == [False, False]
+    assert [path.exists() for path in foreign] == [True, True]

@@ -25,6 +25,7 @@ computed from it.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -197,7 +198,7 @@ def process(step: Step, item: Item, retry_failed: bool) -> Outcome:
         status, error = step.status(item)
         return Outcome(_shown(item), str(item.folder), REUSED, status, error, 0.0, state)
     _forget_stamp(item, step)
-    _remove_leftovers(item)
+    _remove_leftovers(item, step)
     try:
         step.compute(item)
     except SystemExit as exc:  # a command's one-line failure (already printed)
@@ -227,12 +228,21 @@ def _digest(step: Step, item: Item) -> str | None:
         return None
 
 
-def _remove_leftovers(item: Item) -> None:
-    """Temporary files a killed run left in the input's folder (only one job works on an input at
-    a time: Snakemake's lock; the folder is the input's own)."""
+def _remove_leftovers(item: Item, step: Step) -> None:
+    """Temporary files a killed run of this step left beside its outputs and its stamp.
+
+    Only this step's: two steps of one input run side by side (the workflow's hash and
+    extract_views both follow walk, and write into the same folder), and removing every `.*.tmp`
+    there deleted the other step's file in the middle of its atomic write (found as a rare
+    "cannot write: No such file or directory" in a workflow test).
+    """
+    from .output import temporary_prefix
+
+    targets = [item.folder / name for name in step.outputs] + [_stamp_path(item, step.name)]
     try:
-        for leftover in item.folder.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
+        for target in targets:
+            for leftover in target.parent.glob(glob.escape(temporary_prefix(target)) + "*.tmp"):
+                leftover.unlink(missing_ok=True)
     except OSError:
         pass
 
