@@ -10,9 +10,10 @@ are never scenes. bioio is not imported on this path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,8 @@ class OmeZarrSource(Source):
         return ", ".join(sorted(self._readers)) or f"zarr {_package_version('zarr')}"
 
     def _open_group(self, group: str) -> FolderGroup:
-        try:
+        with _reading_metadata(self.location):
             return FolderGroup(self.path / group)
-        except json.JSONDecodeError as exc:
-            raise InputError(self.location, f"invalid Zarr metadata (not JSON): {exc}") from exc
-        except (GroupNotFound, OSError, UnicodeDecodeError) as exc:
-            raise InputError(self.location, f"not a readable Zarr group: {describe(exc)}") from exc
 
     def _attrs(self, group: FolderGroup) -> Mapping[str, Any]:
         return _ome_attrs(dict(group.attrs))
@@ -103,7 +100,8 @@ class OmeZarrSource(Source):
             return [_ImageRef("", _multiscales_name(attrs, "image"))]
         layout = attrs.get("bioformats2raw.layout", dict(self.root.attrs).get("bioformats2raw.layout"))
         if layout is not None:
-            children = _child_groups(self.root, self.location)
+            with _reading_metadata(self.location):
+                children = [name for name, _ in self.root.groups()]
             series = sorted((name for name in children if name.isdigit()), key=int)
             if not series:
                 raise InputError(self.location, "bioformats2raw layout without series groups")
@@ -219,9 +217,12 @@ def _multiscales_name(attrs: Mapping[str, Any], default: str) -> str:
     return str(name) if name else default
 
 
-def _child_groups(group: FolderGroup, location: str) -> list[str]:
+@contextlib.contextmanager
+def _reading_metadata(location: str) -> Iterator[None]:
+    """Group metadata that cannot be read (not JSON, missing, unreadable) is the input's one-line
+    error."""
     try:
-        return [name for name, _ in group.groups()]
+        yield
     except json.JSONDecodeError as exc:
         raise InputError(location, f"invalid Zarr metadata (not JSON): {exc}") from exc
     except (GroupNotFound, OSError, UnicodeDecodeError) as exc:

@@ -77,15 +77,16 @@ class FolderGroup:
             raise GroupNotFound(f"no group metadata (.zgroup or zarr.json) in {folder}")
 
     def groups(self) -> Iterator[tuple[str, FolderGroup]]:
-        """The child groups, by name (folders that hold group metadata)."""
+        """The child groups, by name (folders that hold group metadata; arrays and other folders
+        are passed over, metadata that is not JSON is an error)."""
         for child in sorted(self.folder.iterdir()):
-            if child.is_dir() and ((child / ".zgroup").is_file() or _is_v3_group(child)):
-                yield child.name, FolderGroup(child)
-
-
-def _is_v3_group(folder: Path) -> bool:
-    meta = folder / "zarr.json"
-    return meta.is_file() and _read_json(meta).get("node_type") == "group"
+            if not child.is_dir():
+                continue
+            try:
+                group = FolderGroup(child)
+            except GroupNotFound:
+                continue
+            yield child.name, group
 
 
 def _read_json(path: Path) -> dict[str, Any]:
