@@ -302,14 +302,19 @@ class _Digests:
     def result(self) -> dict[str, Any]:
         result = self.whole.finalize(bits=256)
         return {
-            "digest": _bytes(result["iscc"])[-DIGEST_BYTES:],
+            "digest": _code_digest(result),
             "datahash": result.get("datahash"),
             "planes": self.planes.digests if self.planes is not None else None,
         }
 
 
 def _lib_digest(hasher: Any) -> bytes:
-    return _bytes(hasher.finalize(bits=256)["iscc"])[-DIGEST_BYTES:]
+    return _code_digest(hasher.finalize(bits=256))
+
+
+def _code_digest(result: Any) -> bytes:
+    """The 256-bit digest of an iscc-lib result: its code without the ISCC header."""
+    return _bytes(result["iscc"])[-DIGEST_BYTES:]
 
 
 @functools.cache

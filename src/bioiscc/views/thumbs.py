@@ -20,7 +20,6 @@ from .reduce import Grid, bin_plane
 from .select import COMPOSITE_CHANNELS
 
 THUMB_SIDE = 512
-STANDARD_AXES = ("T", "C", "Z", "Y", "X", "S")
 
 
 def thumb_position(info: SceneInfo) -> tuple[int, int, list[int]]:
@@ -95,4 +94,4 @@ def _tiff_levels(src: Any, info: SceneInfo) -> list[tuple[Any, list[str]]]:
 
 
 def _zarr_levels(src: Any, info: SceneInfo) -> list[tuple[Any, list[str]]]:
-    return [(array, axes) for array, axes in src.lower_levels(info.index) if len(array.shape) == len(axes)]
+    return src.lower_levels(info.index)  # type: ignore[no-any-return]
