@@ -409,6 +409,9 @@ def ngff(store: Path, data: np.ndarray, chunks: tuple[int, ...], zarr_format: in
 def test_hash_equals_the_zarr_read(
     threads: str, zarr_format: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import bioiscc.imagewalk as imagewalk
+
+    monkeypatch.setattr(imagewalk, "_thread_budget", None)  # `--threads` sets it; undone after the test
     store = tmp_path / "image.ome.zarr"
     ngff(store, pixels((2, 5, 40, 30), ">u2"), (1, 2, 16, 16), zarr_format)
     records = {}
