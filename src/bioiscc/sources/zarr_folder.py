@@ -85,6 +85,8 @@ class FolderGroup:
             try:
                 group = FolderGroup(child)
             except GroupNotFound:
+                if (child / ".zgroup").is_file():  # a v2 group whose zarr.json says otherwise
+                    raise
                 continue
             yield child.name, group
 
