@@ -514,6 +514,21 @@ def test_thumbnails_use_a_pyramid_level(tmp_path: Path) -> None:
     assert read_png(tmp_path / "p.ome.zarr.thumb.png").shape == (325, 275)  # level 1 binned by f = 2
 
 
+def test_a_broken_pyramid_level_is_passed_over(tmp_path: Path) -> None:
+    image = np.random.default_rng(14).integers(0, 4096, (2600, 2200)).astype(np.uint16)
+    levels = [image, image[::2, ::2], image[::4, ::4], image[::8, ::8]]
+    store = tmp_path / "p.ome.zarr"
+    write_ome_zarr(store, levels, "yx", (256, 256))
+    level1 = [p for p in (store / "1").iterdir() if p.name in (".zarray", "zarr.json")]
+    assert level1
+    level1[0].write_text("not JSON")
+    with opened(store) as src:
+        found = [array.shape for array, _ in src.lower_levels(0)]
+        level = thumbnail_level(src, src.scenes()[0])
+    assert found == [(650, 550), (325, 275)]  # level 1 left out, not every level
+    assert level is not None and level[0].shape == (650, 550)
+
+
 # --- real samples ---------------------------------------------------------------------------------
 
 

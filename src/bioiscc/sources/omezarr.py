@@ -173,9 +173,19 @@ class OmeZarrSource(Source):
         return self._level(*self._multiscale(ref), 0)
 
     def lower_levels(self, index: int) -> list[tuple[Any, list[str]]]:
-        """Levels 1, 2, ... of scene `index`'s pyramid as (array, axis names), opened as level 0 is."""
+        """Levels 1, 2, ... of scene `index`'s pyramid as (array, axis names), opened as level 0 is.
+
+        A level that cannot be opened, or whose axes do not match the metadata, is left out: the
+        others (and level 0) still serve a thumbnail.
+        """
         group, multiscale = self._multiscale(self.refs[index])
-        return [self._level(group, multiscale, n) for n in range(1, len(multiscale["datasets"]))]
+        levels = []
+        for number in range(1, len(multiscale["datasets"])):
+            try:
+                levels.append(self._level(group, multiscale, number))
+            except SceneError:
+                continue
+        return levels
 
     def open_scene(self, info: SceneInfo) -> SceneReader:
         array, axes = self._level0(self.refs[info.index])
