@@ -231,10 +231,7 @@ def test_an_interrupt_exits_130_without_output(tmp_path: Path, threads: str) -> 
     """Ctrl-C during a hash, in threads or in the calling thread: one line and exit 130 (not 1, which
     says the input could not be read), no traceback, no output, and the process ends (no hashing
     thread keeps it alive)."""
-    path = tmp_path / "slow.tif"
-    # a reader slower than the hash: many small zlib strips (2-3 s of decoding)
-    data = np.random.default_rng(3).integers(0, 60000, size=(60, 1024, 1024), dtype=np.uint16)
-    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4, predictor=True)
+    path = slow_tiff(tmp_path)
     env = {**os.environ, "BIOISCC_HASH_THREADS": threads}
     command = [sys.executable, "-m", "bioiscc", "hash", str(path), "-o", str(tmp_path / "out.json")]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -248,6 +245,28 @@ def test_an_interrupt_exits_130_without_output(tmp_path: Path, threads: str) -> 
     assert process.returncode == 130, err
     assert err.strip() == "bioiscc: interrupted"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.tif"]  # no output, no temporary file
+
+
+def test_an_interrupt_of_several_sources_leaves_no_output(tmp_path: Path) -> None:
+    """The records of the sources already hashed are not written when a later one is interrupted."""
+    path = slow_tiff(tmp_path)
+    command = [sys.executable, "-m", "bioiscc", "hash", "--threads", "1", str(path), str(path)]
+    process = subprocess.Popen([*command, "-o", str(tmp_path / "out.json")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _read_bytes(process.pid) < path.stat().st_size * 5 // 4:
+        time.sleep(0.02)  # until the first source is done and the second under way
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.tif"]
+
+
+def slow_tiff(folder: Path) -> Path:
+    """A TIFF whose reader is slower than the hash: many small zlib strips (2-3 s of decoding)."""
+    path = folder / "slow.tif"
+    data = np.random.default_rng(3).integers(0, 60000, size=(60, 1024, 1024), dtype=np.uint16)
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=4, predictor=True)
+    return path
 
 
 def _threads(pid: int) -> int:

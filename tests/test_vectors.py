@@ -87,6 +87,14 @@ def test_scene_selection(vectors_dir: Path) -> None:
     assert out.returncode == 2 and "no scene 5" in out.stderr
 
 
+
+def test_a_usage_error_in_a_later_source_writes_nothing(vectors_dir: Path, tmp_path: Path) -> None:
+    several = [str(vectors_dir / name) for name in ("multiscene.ome.tif", "u8_2d.tif", "multiscene.ome.tif")]
+    out = run_cli("hash", "--scene", "1", *several, "-o", str(tmp_path / "out.jsonl"))
+    assert out.returncode == 2 and "u8_2d.tif: no scene 1" in out.stderr, out.stderr
+    assert list(tmp_path.iterdir()) == []  # not the first source's record alone
+
+
 def test_narrow_code(vectors_dir: Path) -> None:
     (record,) = bioiscc.hash_scenes(vectors_dir / "u8_2d.tif", narrow=True)
     records.validate(record)

@@ -366,7 +366,11 @@ def walk(
 
 
 def each_to(sources: list[str], output: str | None, one: Callable[[str], None]) -> None:
-    """Several sources into one stream: stdout as each is done, or -o FILE once, atomically, at the end."""
+    """Several sources into one stream: stdout as each is done, or -o FILE once, atomically, at the end.
+
+    The file holds the records of every source that could be read, also when others could not (the
+    exit code says so); a usage error or an interrupt, which end the run early, write nothing.
+    """
     if output is None:
         each_source(sources, one)
         return
@@ -375,13 +379,17 @@ def each_to(sources: list[str], output: str | None, one: Callable[[str], None]) 
     from .output import write_text
 
     buffer, real_stdout = io.StringIO(), sys.stdout
+    sys.stdout = buffer
     try:
-        sys.stdout = buffer
         each_source(sources, one)
-    finally:
+    except SystemExit:  # every source was done, some failed
         sys.stdout = real_stdout
         if buffer.getvalue():  # a run in which every source failed writes nothing
             write_text(buffer.getvalue(), output)
+        raise
+    finally:
+        sys.stdout = real_stdout
+    write_text(buffer.getvalue(), output)
 
 
 @main.command(name="hash")
