@@ -310,6 +310,61 @@ def test_output_never_replaces_an_input(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_output_never_replaces_a_list_an_index_or_a_batch(tmp_path: Path) -> None:
+    """Refused before any work where the input is an argument, when written where a list names it."""
+    image = tmp_path / "in.ome.tif"
+    write_image(image, 5)
+    container = tmp_path / "c.json"
+    assert bioiscc("biocode", str(image), "-o", str(container)).returncode == 0
+    index, listing, rows, batch = (tmp_path / n for n in ("index.tsv", "list.txt", "rows.jsonl", "b.jsonl"))
+    assert bioiscc("index", str(container), "--tsv", str(index), "--rows-output", str(rows)).returncode == 0
+    listing.write_text(f"{rows}\n")
+    batch.write_text(json.dumps({"source": str(image), "dir": str(tmp_path / "r")}) + "\n")
+    (tmp_path / "sources.txt").write_text(f"{image}\n")
+    kept = {path: path.read_bytes() for path in (index, listing, rows, batch, tmp_path / "sources.txt")}
+    for args in (
+        ("similar", str(index), "--tsv", str(index)),
+        ("similar", str(index), "--json", str(index)),
+        ("index", "--rows-from", str(listing), "--tsv", str(listing)),
+        ("index", "--rows-from", str(listing), "--jsonl", str(rows)),  # named in the list only
+        ("hash", "--from", str(tmp_path / "sources.txt"), "-o", str(tmp_path / "sources.txt")),
+        ("walk", "--batch", str(batch), "--batch-log", str(batch)),
+    ):
+        one_line_failure(bioiscc(*args), "is an input of this command")
+    one_line_failure(
+        bioiscc("similar", str(index), "--tsv", str(tmp_path / "o"), "--json", str(tmp_path / "o")),
+        "o: is given as two outputs",
+    )
+    assert {path: path.read_bytes() for path in kept} == kept
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def test_output_to_a_link_a_fifo_or_a_device(tmp_path: Path) -> None:
+    """A link's target is replaced (the link stays); a FIFO or a device is written to, never replaced
+    by a regular file (as root, `-o /dev/null` would otherwise replace the system's)."""
+    image = tmp_path / "in.ome.tif"
+    write_image(image, 5)
+    link = tmp_path / "link.json"
+    link.symlink_to("real.json")
+    assert bioiscc("hash", str(image), "-o", str(link)).returncode == 0
+    assert link.is_symlink() and json.loads((tmp_path / "real.json").read_text())["kind"] == "bioiscc.scene"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    assert bioiscc("hash", str(image), "-o", str(fifo)).returncode == 0
+    assert json.loads(reader.communicate(timeout=30)[0])["kind"] == "bioiscc.scene"
+    assert fifo.is_fifo()
+    if not Path("/dev/full").is_char_device():
+        return
+    full = tmp_path / "full"
+    full.symlink_to("/dev/full")
+    one_line_failure(bioiscc("hash", str(image), "-o", str(full)), "full: cannot write: No space left on device")
+    codes = tmp_path / "codes.txt"
+    codes.write_text(bioiscc("hash", "--format", "lines", str(image)).stdout)
+    one_line_failure(bioiscc("verify", str(codes), "-o", str(full)), "No space left on device", code=2)
+    assert full.is_symlink() and Path("/dev/full").is_char_device()
+
+
 def test_output_folder_missing_or_not_a_folder(tmp_path: Path) -> None:
     image = tmp_path / "in.ome.tif"
     write_image(image, 5)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .output import plural
+from .output import note_input, plural
 
 COMPUTED, REUSED = "computed", "reused"
 
@@ -75,6 +75,8 @@ class BatchFileError(ValueError):
 
 def read_items(path: str) -> list[Item]:
     """The inputs of a batch file ('-': stdin)."""
+    if path != "-":
+        note_input(path)  # no output (the batch log) may replace it
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

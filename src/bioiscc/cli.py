@@ -18,7 +18,7 @@ import click
 
 from ._version import __version__
 from .cli_batch import batch_options, hash_step, refuse_with_batch, run_batch, walk_step
-from .cli_output import OutputFile
+from .cli_output import CheckedCommand, OutputFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command that Ctrl-C stopped
@@ -26,9 +26,14 @@ SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
 READERS = ("native", "bioformats")
 
 
-def _fail(message: str) -> NoReturn:
+#: commands whose exit 1 is a verdict (the pixels differ): they fail with 2, "could not be checked"
+VERDICT_COMMANDS = ("verify", "diff")
+EXIT_COULD_NOT_CHECK = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"bioiscc: error: {message}", err=True)
-    sys.exit(EXIT_FAILED)
+    sys.exit(code)
 
 
 class ProgressLine:
@@ -145,7 +150,10 @@ def progress_option(func: Callable[..., Any]) -> Callable[..., Any]:
 class Main(click.Group):
     """The command group: an output that cannot be written ends a command with one line and exit 1;
     Ctrl-C with one line and exit 130 (click's own "Aborted!" exits 1, which here means an input
-    that could not be read). Outputs are removed and hashing threads stopped on the way out."""
+    that could not be read). Outputs are removed and hashing threads stopped on the way out. Its
+    commands check their outputs against their inputs before they start (`CheckedCommand`)."""
+
+    command_class = CheckedCommand
 
     def invoke(self, ctx: click.Context) -> Any:
         import os
@@ -157,7 +165,7 @@ class Main(click.Group):
             with protect_inputs():
                 return super().invoke(ctx)
         except OutputError as exc:
-            _fail(str(exc))
+            _fail(str(exc), self._failure_code(ctx))
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
@@ -166,7 +174,12 @@ class Main(click.Group):
         except Exception as exc:  # a bug: still one line, not a traceback, unless asked for
             if os.environ.get("BIOISCC_DEBUG"):
                 raise
-            _fail(f"unexpected {describe(exc)} (BIOISCC_DEBUG=1 shows where)")
+            _fail(f"unexpected {describe(exc)} (BIOISCC_DEBUG=1 shows where)", self._failure_code(ctx))
+
+    @staticmethod
+    def _failure_code(ctx: click.Context) -> int:
+        """1, or 2 for the commands whose 1 says the pixels differ."""
+        return EXIT_COULD_NOT_CHECK if ctx.invoked_subcommand in VERDICT_COMMANDS else EXIT_FAILED
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})

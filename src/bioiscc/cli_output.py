@@ -1,9 +1,12 @@
-"""The option type of every file a command writes (-o, --tsv, --json, --batch-log, ...)."""
+"""The option type of every file a command writes (-o, --tsv, --json, --batch-log, ...), and the
+command class that checks those outputs against the command's own inputs before any work."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -29,3 +32,50 @@ class OutputFile(click.Path):
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"{path}: cannot write: the folder {folder} is not writable")
         return value
+
+
+class CheckedCommand(click.Command):
+    """A command that refuses, before any work, an output naming one of its input files or another
+    of its outputs (`similar index.tsv --tsv index.tsv`, `hash --from list.txt -o list.txt`). Inputs
+    found only while running (the files a list names) are refused when written (`output.note_input`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        refuse_clashing_outputs(self.params, ctx.params)
+        return super().invoke(ctx)
+
+
+def refuse_clashing_outputs(params: list[click.Parameter], values: dict[str, Any]) -> None:
+    """OutputError when an OutputFile value is the same file as another argument's value."""
+    inputs: set[Any] = set()
+    outputs: set[Any] = set()
+    for param in sorted(params, key=lambda p: isinstance(p.type, OutputFile)):  # inputs first
+        for name in _file_names(values.get(param.name or "")):
+            identity = _identity(name)
+            if not isinstance(param.type, OutputFile):
+                inputs.add(identity)
+            elif identity in inputs:
+                raise OutputError(f"{name}: is an input of this command; not overwriting it")
+            elif identity in outputs:
+                raise OutputError(f"{name}: is given as two outputs of this command")
+            else:
+                outputs.add(identity)
+
+
+def _file_names(value: Any) -> Iterator[str]:
+    """The file names in an argument's value: strings, paths, open files (their name), in tuples."""
+    for item in value if isinstance(value, (tuple, list)) else (value,):
+        name = getattr(item, "name", item)  # click.File gives an open file
+        if isinstance(name, (str, bytes, os.PathLike)) and os.fsdecode(name) not in ("-", "<stdin>", ""):
+            yield os.fsdecode(name)
+
+
+def _identity(name: str) -> Any:
+    """What tells files apart: (device, inode) of an existing regular file, else its resolved path
+    (a file not there yet); None for a device, a FIFO or a folder (not replaced, or refused later)."""
+    try:
+        status = os.stat(name)
+    except FileNotFoundError:
+        return os.path.realpath(name)
+    except (OSError, ValueError):
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None

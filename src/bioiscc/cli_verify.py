@@ -51,29 +51,40 @@ class Output:
     """stdout, or a file written as the results come and put in place, atomically, at the end."""
 
     def __init__(self, target: str | None) -> None:
-        self.target = None if target in (None, "-") else Path(str(target))
+        from .output import replaced_file, temporary_prefix
+
+        self.target: Path | None = None
         self.temporary: str | None = None
         self.stream: IO[str] = sys.stdout
-        if self.target is not None:
+        self.name = "standard output" if target in (None, "-") else str(target)  # for messages
+        if target in (None, "-"):
+            return
+        self.target = replaced_file(Path(str(target)))  # a link's target, not the link
+        if self.target is None:  # /dev/null, a FIFO: written to, not replaced
+            self.stream = open(str(target), "w", encoding="utf-8")
+        else:
             self.target.parent.mkdir(parents=True, exist_ok=True)
-            from .output import temporary_prefix
-
             handle, self.temporary = tempfile.mkstemp(
                 prefix=temporary_prefix(self.target), suffix=".tmp", dir=self.target.parent
             )
             self.stream = os.fdopen(handle, "w", encoding="utf-8")
 
     def write(self, text: str) -> None:
+        """Write `text`; on stdout or a device, at once (each line as its source is checked)."""
         try:
             self.stream.write(text)
+            if self.temporary is None:
+                self.stream.flush()
         except OSError as exc:  # a full disk: no half-written report stays behind
             self.discard()
-            where = self.target or "standard output"
-            raise Trouble(f"cannot write {where}: {exc.strerror or exc}") from exc
+            raise Trouble(f"cannot write {self.name}: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         if self.temporary is None or self.target is None:
-            self.stream.flush()
+            try:
+                self.stream.flush()
+            except OSError as exc:
+                raise Trouble(f"cannot write {self.name}: {exc.strerror or exc}") from exc
             return
         from .output import OutputError, _umask, refuse_inputs
 
@@ -143,8 +154,6 @@ class Report:
         self.progress.clear()
         if not (self.quiet and outcome.status == OK):
             self.output.write(dumps(outcome.record()) + "\n" if self.as_json else outcome.line() + "\n")
-            if self.output.temporary is None:
-                self.output.stream.flush()
         named = outcome.status == UNREADABLE or (outcome.status, outcome.mode) == (FAILED, CHECK)
         if outcome.error and named:
             click.echo(f"bioiscc: verify: {outcome.label}: {outcome.error}", err=True)

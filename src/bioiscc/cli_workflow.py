@@ -22,6 +22,7 @@ import click
 
 from .cli import _fail, _finish, _load_manifest, _scene_failures, main, output_options, threads_option
 from .cli_output import OutputFile
+from .output import note_input
 
 #: columns of results/index.tsv, in order (index.jsonl rows carry the same keys)
 INDEX_FIELDS = (
@@ -306,6 +307,7 @@ def _merged_rows(files: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
     rows: list[dict[str, Any]] = []
     containers: set[str] = set()
     for name in files:
+        note_input(name)  # no output may replace it
         try:
             with open(name, encoding="utf-8") as stream:
                 for line in stream:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -127,9 +128,27 @@ def write_atomically(data: bytes, target: str | os.PathLike[str], durable: bool 
     path = Path(target)
     refuse_inputs(path)
     try:
-        _write_atomically(data, path, durable)
+        replaced = replaced_file(path)
+        if replaced is None:
+            with open(path, "wb") as stream:
+                stream.write(data)
+        else:
+            _write_atomically(data, replaced, durable)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def replaced_file(path: Path) -> Path | None:
+    """The file an output to `path` replaces atomically: `path`, or the file a link points to (the
+    link stays). None when `path` is a device, a FIFO or a socket (/dev/null, /dev/stdout): such a
+    target is written to, never replaced by a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return Path(os.path.realpath(path))
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder fails, with its cause, when replaced
+        return Path(os.path.realpath(path))
+    return None
 
 
 def _write_atomically(data: bytes, path: Path, durable: bool) -> None:
