@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +53,30 @@ def test_float_bits_are_kept() -> None:
 )
 def test_other_types(plane: np.ndarray, hexbytes: str) -> None:
     assert canonical_bytes(plane).hex() == hexbytes
+
+
+def test_a_bool_stored_as_another_byte_is_01() -> None:
+    stored = np.frombuffer(bytes([2, 0, 1, 255, 0, 1]), dtype=np.bool_).reshape(2, 3)
+    assert canonical_bytes(stored).hex() == "010001010001"
+    assert canonical_bytes(stored[:, ::2]).hex() == "01010101"
+
+
+def test_a_zarr_bool_chunk_holding_02_hashes_as_true(tmp_path: Path) -> None:
+    """A Zarr chunk may hold any byte for True; IMAGEWALK's byte is 01 (and views count it as 1)."""
+    import bioiscc
+    from tests.test_views import write_ome_zarr
+
+    pixels = np.array([[True, False, True, True]])
+    write_ome_zarr(tmp_path / "plain.ome.zarr", [pixels], "yx", (1, 4))
+    write_ome_zarr(tmp_path / "odd.ome.zarr", [pixels], "yx", (1, 4))
+    chunk = tmp_path / "odd.ome.zarr" / "0" / "0.0"
+    import numcodecs
+
+    codec = numcodecs.get_codec(json.loads((chunk.parent / ".zarray").read_text())["compressor"])
+    chunk.write_bytes(codec.encode(bytes([2, 0, 1, 7])))
+    (plain,) = bioiscc.hash_scenes(tmp_path / "plain.ome.zarr")
+    (odd,) = bioiscc.hash_scenes(tmp_path / "odd.ome.zarr")
+    assert odd["iscc_code"] == plain["iscc_code"]
 
 
 def test_non_contiguous_plane() -> None:

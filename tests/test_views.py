@@ -598,3 +598,11 @@ def test_image_digest_is_iscc_cores_bit_for_bit() -> None:
     gray = rng.integers(0, 256, (70, 45), dtype=np.uint8)  # any size: reduced to 32 x 32 first
     flat = [int(v) for v in reduce_to_code_side(gray).reshape(-1)]
     assert image_code(gray, 256) == gen_image_code_v0(flat, bits=256)["iscc"]
+
+
+def test_a_bool_stored_as_another_byte_counts_as_one() -> None:
+    from bioiscc.views.reduce import summable
+
+    stored = np.frombuffer(bytes([2, 0, 1, 255]), dtype=np.bool_).reshape(2, 2)
+    values, mask, scale, kind = summable(stored)
+    assert values.tolist() == [[1, 0], [1, 1]] and mask is None and scale == 0 and kind is np.int64

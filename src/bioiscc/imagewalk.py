@@ -352,6 +352,9 @@ class CanonicalWriter:
         if plane.ndim != 2:
             raise ValueError(f"a plane is 2D, got shape {plane.shape}")
         target = canonical_dtype(plane.dtype)
+        if target.kind == "b":
+            # a stored bool byte is not always 00/01 (a Zarr chunk may hold 02); the stream's byte is
+            return self._bools(plane)
         if plane.dtype == target and plane.flags.c_contiguous:
             return plane
         if self.buffer is None or self.buffer.shape != plane.shape or self.buffer.dtype != target:
@@ -359,6 +362,13 @@ class CanonicalWriter:
         # casting="equiv" allows a change of byte order only: bytes move, values never convert,
         # so float bit patterns (NaN payloads, -0.0) survive.
         np.copyto(self.buffer, plane, casting="equiv")
+        return self.buffer
+
+    def _bools(self, plane: np.ndarray) -> np.ndarray:
+        """A bool plane as bytes 00/01 whatever byte stored each value (IMAGEWALK: bool is 00/01)."""
+        if self.buffer is None or self.buffer.shape != plane.shape or self.buffer.dtype != np.bool_:
+            self.buffer = np.empty(plane.shape, dtype=np.bool_)
+        np.not_equal(plane.view(np.uint8), 0, out=self.buffer)
         return self.buffer
 
 

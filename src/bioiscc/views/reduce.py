@@ -66,8 +66,8 @@ def summable(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int, ty
     float64 values are multiplied by 2**-scale (exact) so that the sum of a block of huge values
     cannot overflow.
     """
-    if values.dtype.kind == "b":
-        return values.view(np.uint8), None, 0, np.int64
+    if values.dtype.kind == "b":  # != 0: a stored byte other than 00/01 still counts as 1
+        return np.not_equal(values.view(np.uint8), 0).view(np.uint8), None, 0, np.int64
     if values.dtype.kind in "ui" and values.dtype.itemsize <= 4:
         return values, None, 0, np.int64
     if values.dtype.kind in "ui":
