@@ -88,6 +88,13 @@ def test_scene_selection(vectors_dir: Path) -> None:
 
 
 
+def test_a_scene_the_source_lacks_raises_scene_selection_error(vectors_dir: Path) -> None:
+    with pytest.raises(bioiscc.SceneSelectionError, match="no scene 5"):
+        bioiscc.hash_scenes(vectors_dir / "multiscene.ome.tif", scenes=[5])
+    with pytest.raises(bioiscc.BioisccError, match="no scene 5"):
+        list(bioiscc.iter_planes(vectors_dir / "multiscene.ome.tif", scene=5))
+
+
 def test_a_usage_error_in_a_later_source_writes_nothing(vectors_dir: Path, tmp_path: Path) -> None:
     several = [str(vectors_dir / name) for name in ("multiscene.ome.tif", "u8_2d.tif", "multiscene.ome.tif")]
     out = run_cli("hash", "--scene", "1", *several, "-o", str(tmp_path / "out.jsonl"))

@@ -17,7 +17,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .api import biocode, hash_manifest, hash_scenes, iter_planes, scenes, walk
-    from .errors import BioisccError, InputError, MissingPluginError
+    from .errors import BioisccError, InputError, MissingPluginError, SceneSelectionError
     from .scene import Plane, SceneInfo, Source
     from .sources import open_source
 
@@ -32,6 +32,7 @@ _LAZY = {
     "BioisccError": "errors",
     "InputError": "errors",
     "MissingPluginError": "errors",
+    "SceneSelectionError": "errors",
     "Plane": "scene",
     "SceneInfo": "scene",
     "Source": "scene",
@@ -43,6 +44,7 @@ __all__ = [
     "MissingPluginError",
     "Plane",
     "SceneInfo",
+    "SceneSelectionError",
     "Source",
     "__version__",
     "biocode",

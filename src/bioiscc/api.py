@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import records
-from .errors import BioisccError, InputError, describe
+from .errors import BioisccError, InputError, SceneSelectionError, describe
 from .fingerprint import raw_chunks
 from .imagewalk import iter_planes as _walk_planes
 from .locations import is_omero_uri, redact
@@ -30,10 +30,6 @@ from .sumcode import hash_planes, raw_sum
 PathLike = str | os.PathLike[str]
 #: called with (scene index, bytes hashed so far in the scene, bytes of the scene)
 Progress = Callable[[int, int, int], None]
-
-
-class SceneSelectionError(BioisccError):
-    """A requested scene index does not exist in the source."""
 
 
 @contextmanager

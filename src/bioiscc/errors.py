@@ -47,6 +47,10 @@ def import_reader(source: str, module: str, extra: str) -> ModuleType:
         raise MissingPluginError(source, module, extra) from exc
 
 
+class SceneSelectionError(BioisccError):
+    """A requested scene index does not exist in the source (the command line's usage error, exit 2)."""
+
+
 class SceneError(BioisccError):
     """One scene cannot be read; the others can. Reported as a failed scene record."""
 
