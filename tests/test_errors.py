@@ -219,6 +219,17 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
     assert "install bioiscc's 'czi' extra (in a clone of bioiscc: pip install '.[czi]')" in result.stderr
 
 
+def test_a_tiff_through_bioio_names_the_plugin_no_extra_installs(tmp_path: Path, vectors_dir: Path) -> None:
+    script = (
+        "import sys; sys.modules['bioio_ome_tiff'] = None\n"
+        "from bioiscc.cli import main\n"
+        f"main(['walk', '--source', 'bioio', {str(vectors_dir / 'u8_2d.ome.tif')!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.rstrip().endswith("needs bioio-ome-tiff; pip install bioio-ome-tiff")
+
+
 @pytest.mark.samples
 @pytest.mark.parametrize(
     "name",

@@ -79,7 +79,9 @@ def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(SOURCE_KINDS),
         default="auto",
         show_default=True,
-        help="How to open SOURCE; auto decides from the path.",
+        help="How to open SOURCE. auto: by its content and name; tiff: tifffile; ome-zarr: as an "
+        "OME-Zarr folder; bioio: by its suffix, with the CZI, ND2, LIF and DV readers, or a bioio "
+        "plugin (for a TIFF: bioio-ome-tiff or bioio-tifffile, which no extra installs).",
     )(func)
     return func
 

@@ -25,8 +25,11 @@ class InputError(BioisccError):
         super().__init__(f"{source}: {self.cause}")
 
 
-def install_hint(extra: str) -> str:
-    """How to add an extra to an installation of bioiscc (not on PyPI yet: from a clone)."""
+def install_hint(extra: str, package: str = "") -> str:
+    """How to add an extra to an installation of bioiscc (not on PyPI yet: from a clone); without an
+    extra (a reader no extra installs), how to install the package itself."""
+    if not extra:
+        return f"pip install {package}"
     return f"install bioiscc's '{extra}' extra (in a clone of bioiscc: pip install '.[{extra}]')"
 
 
@@ -36,7 +39,7 @@ class MissingPluginError(InputError):
     def __init__(self, source: str, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(source, f"reading this format needs {package}; {install_hint(extra)}")
+        super().__init__(source, f"reading this format needs {package}; {install_hint(extra, package)}")
 
 
 def import_reader(source: str, module: str, extra: str) -> ModuleType:

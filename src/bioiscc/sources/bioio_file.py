@@ -39,14 +39,15 @@ if TYPE_CHECKING:
 
 # format -> (plugin module, pip package, bioiscc extra); "lif" is used for LIF mosaics; "czi", "nd2" and
 # "dv" only to compare with bioio-czi, bioio-nd2 and bioio-dv (those files are read by sources.czi,
-# sources.nd2 and sources.dv, and their extras no longer install the plugins; the test extra does)
+# sources.nd2 and sources.dv, and their extras no longer install the plugins; the test extra does);
+# the TIFF plugins only under `--source bioio` (no extra installs them: bioiscc reads TIFF itself)
 PLUGINS: Mapping[str, tuple[str, str, str]] = {
     "czi": ("bioio_czi", "bioio-czi", "test"),
     "nd2": ("bioio_nd2", "bioio-nd2", "test"),
     "lif": ("bioio_lif", "bioio-lif", "lif"),
     "dv": ("bioio_dv", "bioio-dv", "dv"),
-    "ome-tiff": ("bioio_ome_tiff", "bioio-ome-tiff", "ome-tiff"),
-    "tiff": ("bioio_tifffile", "bioio-tifffile", "tifffile"),
+    "ome-tiff": ("bioio_ome_tiff", "bioio-ome-tiff", ""),
+    "tiff": ("bioio_tifffile", "bioio-tifffile", ""),
     "bioformats": ("bioio_bioformats", "bioio-bioformats", "bioformats"),
 }
 
