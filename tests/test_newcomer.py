@@ -40,6 +40,27 @@ def test_no_pypi_release_is_assumed() -> None:
                 assert "@ git+" in line or once, f"{doc}:{number}: {line}"
 
 
+def test_links_in_the_docs_stay_inside_the_clone() -> None:
+    """Every relative Markdown link of the docs names a file of the repository (a user's clone has no
+    ../shared)."""
+    docs = [REPO / "README.md", REPO / "config" / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            resolved = (doc.parent / target).resolve()
+            assert resolved.is_relative_to(REPO) and resolved.exists(), f"{doc.relative_to(REPO)}: {target}"
+
+
+def test_the_spec_copies_are_the_shared_spec() -> None:
+    """docs/spec holds the contract so that a clone has it; it must be the project's shared one."""
+    shared = REPO.parent / "shared" / "spec"
+    if not shared.is_dir():
+        pytest.skip(f"{shared} is not here (a user's clone): nothing to compare the copies with")
+    for name in ("IMAGEWALK.md", "RECORDS.md"):
+        assert (REPO / "docs" / "spec" / name).read_text() == (shared / name).read_text(), name
+
+
 def test_every_environment_variable_is_in_the_readme_table() -> None:
     """A variable the code reads (src, workflow, tests) has a row in README's table, and a row names
     a variable that exists."""

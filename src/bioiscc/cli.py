@@ -1,6 +1,6 @@
 """The `bioiscc` command line: a thin layer over `bioiscc.api`.
 
-Exit codes (shared/spec/RECORDS.md): 0 done; 1 the input could not be read (one line on stderr,
+Exit codes (docs/spec/RECORDS.md): 0 done; 1 the input could not be read (one line on stderr,
 nothing written); 2 usage error; 3 output written but some scene records failed; 130 interrupted
 (Ctrl-C). With `--record-errors` a failure becomes a failed record and the exit code is 0.
 

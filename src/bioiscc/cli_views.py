@@ -1,7 +1,7 @@
 """The view commands: extract-views, mix, imagecode, views, scenes, thumb (docs/views.md).
 
 Registered on `bioiscc.cli.main` by importing this module at the end of `bioiscc/cli.py`. Exit codes
-as shared/spec/RECORDS.md fixes them: 0 done; 1 the input could not be read (one line on stderr,
+as docs/spec/RECORDS.md fixes them: 0 done; 1 the input could not be read (one line on stderr,
 nothing written); 2 usage error; 3 output written but some scene failed. `--record-errors` turns a
 failure into a failed record and exit 0. Heavy imports happen inside the commands.
 """

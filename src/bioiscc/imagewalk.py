@@ -1,4 +1,4 @@
-"""IMAGEWALK: the order of planes and their canonical bytes (spec: shared/spec/IMAGEWALK.md).
+"""IMAGEWALK: the order of planes and their canonical bytes (spec: docs/spec/IMAGEWALK.md).
 
     for z in Z:  for c in C*S:  for t in T:  for e in extras:  emit plane(t, c, z, e)
 

@@ -1,4 +1,4 @@
-"""The records the commands exchange (shared/spec/RECORDS.md), and their JSON Schemas.
+"""The records the commands exchange (docs/spec/RECORDS.md), and their JSON Schemas.
 
 Builders here turn typed results into plain dicts with the contract's field names; every record
 carries `kind`, `generator` and `source`. The schemas ship in `bioiscc/schemas/`.

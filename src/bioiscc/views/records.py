@@ -1,4 +1,4 @@
-"""The `bioiscc.views` and `bioiscc.image` records (shared/spec/RECORDS.md, "Views and image codes").
+"""The `bioiscc.views` and `bioiscc.image` records (docs/spec/RECORDS.md, "Views and image codes").
 
 `bioiscc.views` (views.json, from `extract-views` and `views`): per view its id, strategy, channels,
 z/t, quality figures, PNG path (relative to the views.json folder) and 256-bit ISCC-IMAGE.
