@@ -219,6 +219,35 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
     assert "install bioiscc's 'czi' extra (in a clone of bioiscc: pip install '.[czi]')" in result.stderr
 
 
+def test_index_needs_inputs_and_names_a_missing_container(tmp_path: Path) -> None:
+    result = run_cli("index")
+    assert result.returncode == 2 and "give CONTAINERS" in result.stderr
+    result = run_cli("index", str(tmp_path / "missing.json"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.rstrip().endswith("missing.json: cannot read it: No such file or directory")
+
+
+@pytest.mark.parametrize("command", ["walk", "hash", "verify"])
+def test_a_pipe_closed_by_its_reader_ends_quietly(command: str, tmp_path: Path, vectors_dir: Path) -> None:
+    """`bioiscc ... | head`: exit 141 (128 + SIGPIPE), as shells report `yes | head`, and no message."""
+    source = str(vectors_dir / "multiscene.ome.tif")
+    if command == "verify":
+        line = run_cli("hash", "--format", "lines", "--scene", "0", source, check=True).stdout
+        (tmp_path / "codes.txt").write_text(line * 5000)
+        args = ["verify", str(tmp_path / "codes.txt")]
+    else:
+        args = [command, *[source] * 400]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bioiscc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.read(10)
+    process.stdout.close()  # what `head -c 10` does
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141, err
+    assert "error" not in err and "Traceback" not in err
+
+
 def test_a_tiff_through_bioio_names_the_plugin_no_extra_installs(tmp_path: Path, vectors_dir: Path) -> None:
     script = (
         "import sys; sys.modules['bioio_ome_tiff'] = None\n"

@@ -22,6 +22,7 @@ from .cli_output import CheckedCommand, OutputFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command that Ctrl-C stopped
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as shells report `yes | head`
 SOURCE_KINDS = ("auto", "tiff", "ome-zarr", "bioio")
 READERS = ("native", "bioformats")
 
@@ -173,6 +174,9 @@ class Main(click.Group):
         except KeyboardInterrupt:
             click.echo("bioiscc: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `| head` took what it wanted and closed the pipe: no message
+            _quiet_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:  # a bug: still one line, not a traceback, unless asked for
             if os.environ.get("BIOISCC_DEBUG"):
                 raise
@@ -182,6 +186,16 @@ class Main(click.Group):
     def _failure_code(ctx: click.Context) -> int:
         """1, or 2 for the commands whose 1 says the pixels differ."""
         return EXIT_COULD_NOT_CHECK if ctx.invoked_subcommand in VERDICT_COMMANDS else EXIT_FAILED
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not fail on the closed pipe."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured)
+        pass
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})

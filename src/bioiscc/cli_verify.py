@@ -75,6 +75,8 @@ class Output:
             self.stream.write(text)
             if self.temporary is None:
                 self.stream.flush()
+        except BrokenPipeError:  # `| head` closed the pipe: the command ends quietly (exit 141)
+            raise
         except OSError as exc:  # a full disk: no half-written report stays behind
             self.discard()
             raise Trouble(f"cannot write {self.name}: {exc.strerror or exc}") from exc

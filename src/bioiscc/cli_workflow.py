@@ -233,6 +233,8 @@ def index(
     """
     from .output import dumps, write_text
 
+    if not containers and from_file is None and batch_file is None and rows_from is None:
+        raise click.UsageError("give CONTAINERS (or --from FILE, --batch FILE or --rows-from FILE)")
     paths = list(containers)
     if from_file is not None:
         paths.extend(line.rstrip("\r\n") for line in from_file if line.strip())
@@ -282,7 +284,9 @@ def _container_rows(paths: list[str], base: str | None, images: str | None) -> l
     for path in paths:
         try:
             (record,) = read_records(path, kind="bioiscc.biocode")
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            _fail(f"{path}: cannot read it: {exc.strerror or exc}")
+        except ValueError as exc:
             _fail(f"{path}: not a biocode container ({exc})")
         these = list(index_rows(record, path, base))
         if images is not None:

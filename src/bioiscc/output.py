@@ -41,7 +41,9 @@ def write_text(text: str, target: str | os.PathLike[str] | None) -> None:
     if target is None or str(target) == "-":
         try:
             _write_stdout(data)
-        except OSError as exc:  # a full disk or a closed pipe behind a redirection
+        except BrokenPipeError:  # `| head`: the reader has what it wanted (the command exits quietly)
+            raise
+        except OSError as exc:  # a full disk behind a redirection
             raise OutputError(f"standard output: cannot write: {exc.strerror or exc}") from exc
         return
     write_atomically(data, target)
