@@ -140,6 +140,27 @@ def test_hash_lines_round_trip_on_the_bundled_data(tmp_path: Path) -> None:
     assert run_cli("verify", "narrow.txt", cwd=tree).returncode == 0
 
 
+def test_a_selected_scene_keeps_its_number(tmp_path: Path, vectors_dir: Path) -> None:
+    """`hash --scene 1 --format lines` of a source with several scenes: the line says which scene,
+    and one for scene 0 too (PATH alone would mean the source's only scene)."""
+    source = shutil.copy(vectors_dir / "multiscene.ome.tif", tmp_path / "m.ome.tif")
+    for scene in ("0", "1"):
+        line = run_cli("hash", "--format", "lines", "--scene", scene, "m.ome.tif", cwd=tmp_path, check=True)
+        assert line.stdout.rstrip().endswith(f" *m.ome.tif#{scene}"), line.stdout
+        (tmp_path / "codes.txt").write_text(line.stdout)
+        checked = run_cli("verify", "codes.txt", cwd=tmp_path)
+        assert checked.returncode == 0 and checked.stdout == f"m.ome.tif#{scene}: OK\n", checked
+    assert Path(source).exists()
+
+
+def test_a_name_with_a_line_break_is_escaped_in_the_report(tmp_path: Path, vectors_dir: Path) -> None:
+    shutil.copy(vectors_dir / "u8_2d.tif", tmp_path / "new\nline.tif")
+    lines = run_cli("hash", "--format", "lines", "new\nline.tif", cwd=tmp_path, check=True).stdout
+    (tmp_path / "codes.txt").write_text(lines)
+    checked = run_cli("verify", "codes.txt", cwd=tmp_path)
+    assert checked.returncode == 0 and checked.stdout == "\\new\\nline.tif#0: OK\n", checked.stdout
+
+
 def test_hash_lines_refused_with_batch(tmp_path: Path) -> None:
     batch = tmp_path / "batch.jsonl"
     batch.write_text(json.dumps({"source": str(SAMPLE_DATA / BUNDLED[0]), "dir": str(tmp_path / "r")}) + "\n")

@@ -567,7 +567,7 @@ def hash_one(
     if checksums:
         from .verify import checksum_lines
 
-        text = checksum_lines(results)
+        text = checksum_lines(results, selected=bool(scenes))
     else:
         text = render(results, lines=True)
     _finish(location, text, output, failures, len(results), record_errors)

@@ -102,9 +102,13 @@ class Outcome:
         return self.path if self.scene is None else f"{self.path}#{self.scene}"
 
     def line(self) -> str:
-        """`PATH#SCENE: STATUS`, and where a MOVED scene was found."""
-        text = f"{self.label}: {self.status}"
-        return f"{text} -> {self.found_as}" if self.found_as else text
+        """`PATH#SCENE: STATUS`, and where a MOVED scene was found; a name with a backslash or a
+        line break is escaped and the line starts with a backslash, as `sha256sum -c` prints it."""
+        names = [self.label, *([self.found_as] if self.found_as else [])]
+        escape = any(char in name for name in names for char in "\\\n\r")
+        shown = [_escaped(name) if escape else name for name in names]
+        text = f"{shown[0]}: {self.status}" + (f" -> {shown[1]}" if self.found_as else "")
+        return "\\" + text if escape else text
 
     def record(self) -> dict[str, Any]:
         """The `bioiscc.verify` record (verify.schema.json)."""
@@ -140,14 +144,22 @@ def checksum_line(code: str, path: str, scene: int | None) -> str:
         scene = 0
     name = path if scene is None else f"{path}#{scene}"
     if any(char in name for char in "\\\n\r"):
-        escaped = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
-        return f"\\{code} *{escaped}\n"
+        return f"\\{code} *{_escaped(name)}\n"
     return f"{code} *{name}\n"
 
 
-def checksum_lines(records: Sequence[dict[str, Any]]) -> str:
-    """The checksum lines of one source's scene records (failed scenes have none)."""
-    several = len(records) > 1
+def _escaped(name: str) -> str:
+    """A name with its backslashes and line breaks escaped, as sha256sum writes them."""
+    return name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def checksum_lines(records: Sequence[dict[str, Any]], selected: bool = False) -> str:
+    """The checksum lines of one source's scene records (failed scenes have none).
+
+    PATH alone stands for a source's only scene; with several records, or `selected` ones (chosen
+    with --scene, so that the source may have others), each line names its scene.
+    """
+    several = len(records) > 1 or selected
     lines = []
     for record in records:
         if record.get("status") != "ok" or not record.get("iscc_code"):
