@@ -275,6 +275,18 @@ def test_skipped_and_stale_results(tmp_path: Path) -> None:
 # ---- preview commands: names that keep the suffix, never overwritten silently ----
 
 
+def test_clean_stale_counts_what_it_kept_and_says_what_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    result = run_cli("clean-stale", "results", cwd=tmp_path)
+    assert result.returncode == 0 and "no results/stale.txt (the workflow writes it" in result.stderr
+    (tmp_path / "results" / "stale.txt").write_text("results/gone.tif\nresults\n")
+    result = run_cli("clean-stale", "results", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "results/gone.tif is gone already" in result.stderr
+    assert result.stderr.splitlines()[-1] == "bioiscc clean-stale: removed 0 stale result folders, kept 1"
+    assert (tmp_path / "results" / "stale.txt").read_text() == "results\n"
+
+
 def test_scene_thumbnails_of_same_stem_do_not_collide(tmp_path: Path) -> None:
     pytest.importorskip("nd2")
     tifffile = pytest.importorskip("tifffile")

@@ -104,7 +104,8 @@ def clean_stale(results: str, dry_run: bool) -> None:
     try:
         listed = [line for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
     except FileNotFoundError:
-        listed = []
+        click.echo(f"bioiscc clean-stale: no {listing} (the workflow writes it when it starts): nothing to remove", err=True)
+        return
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"bioiscc: error: {listing}: cannot read it ({exc})", err=True)
         raise SystemExit(1) from exc
@@ -112,10 +113,12 @@ def clean_stale(results: str, dry_run: bool) -> None:
     removed, kept = [], []
     for line in listed:
         folder = Path(line)
+        if not (folder.exists() or folder.is_symlink()):  # removed since: off the list, not "kept"
+            click.echo(f"bioiscc: clean-stale: {line} is gone already", err=True)
+            continue
         reason = why_kept(folder, root, current)
         if reason is not None:
-            if folder.exists() or folder.is_symlink():
-                kept.append(line)
+            kept.append(line)
             click.echo(f"bioiscc: clean-stale: kept {line}: {reason}", err=True)
             continue
         if not dry_run:
