@@ -103,7 +103,7 @@ def make_missing(tmp: Path, vectors: Path) -> Path:
 
 CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "zero-byte file": (make_empty, "empty file"),
-    "random bytes .czi": (make_random(".czi"), "not a readable CZI"),
+    "random bytes .czi": (make_random(".czi"), "not a CZI file: it does not start with a ZISRAWFILE segment"),
     "random bytes .nd2": (make_random(".nd2"), "not a readable ND2"),
     "random bytes .lif": (make_random(".lif"), "not a readable LIF"),
     "random bytes .dv": (make_random(".dv"), "not a readable DV"),
@@ -217,6 +217,13 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert str(path) in result.stderr and "aicspylibczi" in result.stderr
     assert "install bioiscc's 'czi' extra (in a clone of bioiscc: pip install '.[czi]')" in result.stderr
+
+
+def test_a_plugin_error_shows_no_memory_address(tmp_path: Path) -> None:
+    (tmp_path / "fake.png").write_text("not a picture\n")
+    result = run_cli("hash", str(tmp_path / "fake.png"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert " at 0x" not in result.stderr
 
 
 def test_index_needs_inputs_and_names_a_missing_container(tmp_path: Path) -> None:

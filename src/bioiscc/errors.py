@@ -75,9 +75,13 @@ WORDED = ("truncated: ", "corrupt: ", "too large: ")
 INFLATES_TOO_FAR = ("INSUFFICIENT_SPACE", "Destination buffer is too small", "buffer too small")
 
 
+#: the address in a Python object's default repr
+OBJECT_ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+>")
+
+
 def describe(exc: BaseException) -> str:
     """A one-line cause for an exception raised by a reader library."""
-    text = one_line(str(exc))
+    text = OBJECT_ADDRESS.sub(">", one_line(str(exc)))  # "<... object at 0x7f...>" tells a user nothing
     short_read = LIBCZI_SHORT_READ.search(text)
     if short_read:
         offset, wanted, got = (int(n) for n in short_read.groups())
