@@ -607,3 +607,9 @@ def test_config_file_optional_and_boolean_words(done: tuple[Path, str], tmp_path
     )
     refused = snakemake(tmp_path, "-n", "--config", "input_dir=data", "simprints=perhaps", check=False)
     assert "'perhaps' is not of type 'boolean'" in refused
+
+
+def test_a_missing_input_dir_says_where_it_was_looked_for(tmp_path: Path) -> None:
+    output = snakemake(tmp_path, "-n", "--config", "input_dir=no-such-data", check=False)
+    assert "input_dir 'no-such-data' is not a directory" in output
+    assert f"(relative to the working directory {tmp_path})" in output and "--config input_dir=DIR" in output
