@@ -259,12 +259,16 @@ def test_skipped_and_stale_results(tmp_path: Path) -> None:
     assert tree(tmp_path / "results") == {**before[2], "stale.txt": listing.stat().st_size}
     assert listing.read_text().splitlines() == unsafe
 
-    # `snakemake clean_stale` lists them again and removes exactly the stale folders
+    # `snakemake clean_stale` lists them again and removes exactly the stale folders (and the old
+    # batch's logs, not the current one's)
     (tmp_path / "results" / "link").unlink()
+    assert (tmp_path / "logs" / "_batches" / old_batch).is_dir()
     output = snakemake(tmp_path, "--snakefile", str(REPO / "workflow" / "Snakefile"), "clean_stale")
     assert "bioiscc clean-stale: removed 3 stale result folders, kept 0" in output
     assert not (tmp_path / "results" / "a.tif").exists() and not (tmp_path / "results" / "sub").exists()
     assert not (tmp_path / "results" / "_batches" / old_batch).exists()
+    assert not (tmp_path / "logs" / "_batches" / old_batch).exists()
+    assert (tmp_path / "logs" / "_batches" / current_batch).is_dir()
     assert (tmp_path / "results" / "b.tif" / "walk.json").exists()
     assert (tmp_path / "results" / "keep.tif" / "container.json").exists()
     assert tree(tmp_path / "data") == before[0]

@@ -89,10 +89,25 @@ def _remove_empty_parents(folder: Path, results: Path) -> None:
         parent = parent.parent
 
 
+def _batch_logs(folder: Path, results: Path, logs: str | None) -> Path | None:
+    """LOGS/_batches/<batch>/ of a stale batch folder, when it is a folder there (not a link)."""
+    if logs is None or Path(os.path.realpath(folder.parent)) != Path(os.path.realpath(results / "_batches")):
+        return None
+    candidate = Path(logs) / "_batches" / folder.name
+    if candidate.is_symlink() or not candidate.is_dir() or not _inside(candidate, Path(logs)):
+        return None
+    return candidate
+
+
 @main.command(name="clean-stale")
 @click.argument("results", type=click.Path(exists=True, file_okay=False))
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-def clean_stale(results: str, dry_run: bool) -> None:
+@click.option(
+    "--logs",
+    type=click.Path(file_okay=False),
+    help="The workflow's logs folder: a removed batch's logs (LOGS/_batches/<batch>/) go too.",
+)
+def clean_stale(results: str, dry_run: bool, logs: str | None) -> None:
     """Remove the stale result folders RESULTS/stale.txt lists (see `snakemake clean_stale`).
 
     Each is checked again first: inside RESULTS, and the results of an input that no longer exists
@@ -126,6 +141,11 @@ def clean_stale(results: str, dry_run: bool) -> None:
             _remove_empty_parents(folder, root)
         removed.append(line)
         click.echo(f"bioiscc: clean-stale: {'would remove' if dry_run else 'removed'} {line}", err=True)
+        batch_logs = _batch_logs(folder, root, logs)
+        if batch_logs is not None:
+            if not dry_run:
+                shutil.rmtree(batch_logs)
+            click.echo(f"bioiscc: clean-stale: {'would remove' if dry_run else 'removed'} {batch_logs}", err=True)
     if not dry_run and listed:
         from .output import write_text
 

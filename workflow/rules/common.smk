@@ -134,7 +134,11 @@ def find_inputs(settings, skipped=None):
     as_written = {p.lower(): p for p in settings["exclude"]}  # for results/skipped.tsv
     root = os.path.normpath(settings["input_dir"])
     if not os.path.isdir(root):
-        where = "" if os.path.isabs(root) else f" (relative to the working directory {os.getcwd()})"
+        where = (
+            ""
+            if os.path.isabs(root)
+            else f" (relative to the working directory {os.getcwd()})"
+        )
         raise WorkflowError(
             f"bioiscc: input_dir {root!r} is not a directory{where}; "
             "give the data directory with --config input_dir=DIR, or in config/config.yaml"

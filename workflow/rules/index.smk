@@ -155,4 +155,4 @@ rule clean_stale:
     params:
         results=RESULTS,
     shell:
-        "bioiscc clean-stale {params.results:q} 2> {log:q}; cat {log:q} >&2"
+        'bioiscc clean-stale {params.results:q} --logs "$(dirname {log:q})" 2> {log:q}; cat {log:q} >&2'
