@@ -182,6 +182,17 @@ def test_closing_early_stops_the_threads_with_full_queues(small_pieces: None) ->
     digest.close()  # twice is harmless
 
 
+def test_a_stop_alone_ends_the_threads() -> None:
+    """Ctrl-C inside `Thread.start()` leaves a thread that `is_alive()` does not report yet, so it
+    gets no _END; the stop alone must end it (it waited forever, and the command hung)."""
+    digest = ThreadHasher(simprints=False, wide=True)
+    digest.update([b"x" * 900], False)
+    digest.stop.set()  # what close() does first, without the _END it sends
+    for thread in digest.threads:
+        thread.join(timeout=5)
+    assert hashing_threads() == []
+
+
 def test_a_failed_scene_is_a_failed_record_and_the_next_scene_hashes(
     tmp_path: Path, small_pieces: None
 ) -> None:

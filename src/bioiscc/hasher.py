@@ -46,6 +46,8 @@ THREAD_MIN_BYTES = 16 * 1024 * 1024
 PIECE_BYTES = 4 * 1024 * 1024
 #: ...and each holds at most this many pieces waiting
 QUEUE_DEPTH = 8
+#: how often a waiting hash thread looks whether the hash was stopped
+STOP_POLL_SECONDS = 0.1
 #: a digest's length in the 256-bit codes iscc-lib returns (the ISCC header comes before it)
 DIGEST_BYTES = 32
 
@@ -245,13 +247,18 @@ class ThreadHasher:
         return StreamDigest(iscc, units, instance["datahash"], data["planes"])
 
     def close(self) -> None:
-        """Stop the threads (they drop what is queued) and wait for them; nothing keeps running."""
-        if not any(thread.is_alive() for thread in self.threads):
-            return
+        """Stop the threads (they drop what is queued) and wait for them; nothing keeps running.
+
+        A thread ends once the stop is set and its queue is empty, with or without an _END: Ctrl-C
+        during `Thread.start()` leaves a thread running that `is_alive()` does not report yet (it
+        then waited forever for an _END nobody sent, and the command with it).
+        """
         self.stop.set()
-        for pieces, thread in zip(self.queues, self.threads, strict=True):
-            if thread.is_alive():
-                pieces.put(_END)  # the thread empties its queue until it sees this
+        for pieces in self.queues:
+            try:
+                pieces.put_nowait(_END)  # wakes a waiting thread at once
+            except queue.Full:  # a busy thread empties its queue and then sees the stop
+                pass
         for thread in self.threads:
             if thread.ident is not None:
                 thread.join()
@@ -263,7 +270,7 @@ class ThreadHasher:
         ended = False
         try:
             digests = _Digests(role, simprints)
-            while (item := pieces.get()) is not _END:
+            while (item := self._next(pieces)) is not _END:
                 if not self.stop.is_set():  # once stopped, the queue is only emptied
                     digests.add(item)
             ended = True
@@ -273,8 +280,17 @@ class ThreadHasher:
             if self.failure is None:
                 self.failure = exc
             self.stop.set()
-            while not ended and pieces.get() is not _END:  # so that the reader never waits on a full queue
+            while not ended and self._next(pieces) is not _END:  # so that the reader never waits on a full queue
                 pass
+
+    def _next(self, pieces: queue.Queue[Any]) -> Any:
+        """The next item of a queue; _END once the hash is stopped and the queue is empty."""
+        while True:
+            try:
+                return pieces.get(timeout=STOP_POLL_SECONDS)
+            except queue.Empty:
+                if self.stop.is_set():
+                    return _END
 
 
 _END = object()  # the end of the stream
