@@ -179,6 +179,16 @@ def test_trouble_exits_2_with_one_line(images: dict[str, Path], tmp_path: Path) 
     assert diff("--scene-b", "0", images["a"], images["a"]).exit_code == 2
 
 
+def test_a_record_claiming_huge_dims_fails_before_any_memory(images: dict[str, Path], tmp_path: Path) -> None:
+    a = hash_records(tmp_path, images["a"])
+    record = json.loads(a.read_text())
+    record["dims"]["T"] = 10**20
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps(record))
+    result = run_cli("diff", str(a), str(huge), timeout=60)
+    assert result.returncode == 2 and "24 simprints for 1200000000000000000000 planes" in result.stderr
+
+
 def test_scenes_are_paired_by_index() -> None:
     def facts(index: int, datahash: str) -> compare.SceneFacts:
         return compare.SceneFacts(

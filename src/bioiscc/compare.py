@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from collections import Counter, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,6 +255,13 @@ def _record_planes(
 ) -> tuple[PlaneFacts, ...] | None:
     if simprints is None:
         return None
+    try:
+        count = math.prod(dims[axis] for axis in ("T", "C", "Z", "S")) * math.prod(extra.values())
+    except KeyError as exc:
+        raise InputError(path, f"{where}: dims lack {exc}") from exc
+    if not isinstance(simprints, list) or len(simprints) != count:  # before listing `count` positions
+        found = len(simprints) if isinstance(simprints, list) else "no list of"
+        raise InputError(path, f"{where}: {found} simprints for {count} planes")
     try:
         places = positions(dims, extra)
     except KeyError as exc:
