@@ -272,6 +272,21 @@ def test_an_interrupt_of_several_sources_leaves_no_output(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.tif"]
 
 
+def test_an_interrupted_verify_leaves_no_report(tmp_path: Path) -> None:
+    path = slow_tiff(tmp_path)
+    code = "ISCC:K4AK6CURYD5YSTCP37IB4UXILRDRMEQFNR6BUK5BL75CWQ6UK5F5C5Q"  # not its code: any will do
+    (tmp_path / "codes.txt").write_text(f"{code} *slow.tif\n" * 2)
+    command = [sys.executable, "-m", "bioiscc", "verify", "codes.txt", "-o", "report.txt"]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _read_bytes(process.pid) < path.stat().st_size // 4:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.txt", "slow.tif"]  # no .report.txt.*.tmp
+
+
 def slow_tiff(folder: Path) -> Path:
     """A TIFF whose reader is slower than the hash: many small zlib strips (2-3 s of decoding)."""
     path = folder / "slow.tif"

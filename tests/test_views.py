@@ -606,3 +606,38 @@ def test_a_bool_stored_as_another_byte_counts_as_one() -> None:
     stored = np.frombuffer(bytes([2, 0, 1, 255]), dtype=np.bool_).reshape(2, 2)
     values, mask, scale, kind = summable(stored)
     assert values.tolist() == [[1, 0], [1, 1]] and mask is None and scale == 0 and kind is np.int64
+
+
+def test_extract_views_again_leaves_only_its_own_pngs(vectors_dir: Path, tmp_path: Path) -> None:
+    source = str(vectors_dir / "img5d_v05.ome.zarr")
+    folder = tmp_path / "views"
+    (folder).mkdir()
+    (folder / "notes.png").write_bytes(b"not ours")  # not listed by a views.json: kept
+    run_cli("extract-views", source, "-o", str(folder), check=True)
+    first = sorted(p.name for p in folder.glob("*.png"))
+    assert len(first) > 2
+    run_cli("extract-views", source, "-o", str(folder), "-n", "1", "-s", "mip", check=True)
+    (view,) = read_records(folder / "views.json")[0]["views"]
+    assert sorted(p.name for p in folder.glob("*.png")) == sorted([view["png"], "notes.png"])
+
+
+def test_views_written_all_or_none(vectors_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error (or Ctrl-C) while the PNGs are written leaves none of them and no views.json."""
+    from bioiscc.views import api as views_api
+
+    with opened(vectors_dir / "img5d_v05.ome.zarr") as src:
+        info = src.scenes()[0]
+        outcome = views_api.scene_views(src, info, strategies=views_api.DEFAULT_STRATEGIES, max_views=5)
+        origin = views_api.Origin.of(src)
+    written: list[Path] = []
+
+    def write_png(image: Any, path: Path) -> None:
+        if written:
+            raise KeyboardInterrupt
+        path.write_bytes(b"png")
+        written.append(path)
+
+    monkeypatch.setattr(views_api, "write_png", write_png)
+    with pytest.raises(KeyboardInterrupt):
+        views_api.write_views(origin, outcome, tmp_path)
+    assert written and list(tmp_path.iterdir()) == []

@@ -285,6 +285,9 @@ def verify(
             _check(lists, reading, report, line)
     except Trouble as exc:
         _trouble(exc, line, sink)
+    except BaseException:  # Ctrl-C (exit 130) or a bug: no half-written report stays behind
+        sink.discard()
+        raise
     line.clear()
     try:
         sink.commit()

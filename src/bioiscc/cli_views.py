@@ -205,9 +205,7 @@ def extract_views(
     info = outcome.info
 
     def write() -> None:
-        names = views_api.write_pngs(outcome, folder)
-        record = views_api.views_record_of(origin, outcome, names)
-        write_text(render([record], lines=False), folder / views_api.VIEWS_JSON)
+        views_api.write_views(origin, outcome, folder)
 
     failures = [] if outcome.error is None else [(info.index, outcome.error)]
     _conclude(source, failures, 1, record_errors, write)
@@ -423,12 +421,7 @@ def _scene_names(outcome: Any, folder: Path | None) -> dict[str, str] | None:
 
 
 def _write_scene_folder(views_api: Any, origin: Any, outcome: Any, folder: Path) -> None:
-    from .output import render, write_text
-
-    scene_folder = _scene_folder(folder, outcome.info.index)
-    names = views_api.write_pngs(outcome, scene_folder)
-    record = views_api.views_record_of(origin, outcome, names)
-    write_text(render([record], lines=False), scene_folder / views_api.VIEWS_JSON)
+    views_api.write_views(origin, outcome, _scene_folder(folder, outcome.info.index))
 
 
 def _image_text(results: Sequence[dict[str, Any]]) -> str:

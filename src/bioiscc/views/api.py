@@ -94,14 +94,55 @@ def png_name(view: View) -> str:
 
 
 def write_pngs(outcome: SceneOutcome, directory: Path) -> dict[str, str]:
-    """Write the views of a scene as 8-bit PNGs into `directory`; their file names by view id."""
+    """Write the views of a scene as 8-bit PNGs into `directory`; their file names by view id.
+
+    All or none: an error or Ctrl-C midway removes the PNGs already written.
+    """
     if outcome.views is None:
         return {}
-    names = {}
-    for view in outcome.views.selection.views:
-        names[view.id] = png_name(view)
-        write_png(view.image, directory / names[view.id])
+    names: dict[str, str] = {}
+    try:
+        for view in outcome.views.selection.views:
+            names[view.id] = png_name(view)
+            write_png(view.image, directory / names[view.id])
+    except BaseException:
+        remove_pngs(directory, names.values())
+        raise
     return names
+
+
+def write_views(origin: Origin, outcome: SceneOutcome, directory: Path) -> None:
+    """A scene's PNGs and its views.json in `directory`, replacing an earlier run's: the PNGs the
+    old views.json listed and the new one does not are removed after it is in place; an error or
+    Ctrl-C before then leaves the old views.json and its PNGs (the new PNGs are removed)."""
+    from ..output import render, write_text
+
+    earlier = listed_pngs(directory / VIEWS_JSON)
+    names = write_pngs(outcome, directory)
+    try:
+        write_text(render([views_record_of(origin, outcome, names)], lines=False), directory / VIEWS_JSON)
+    except BaseException:
+        remove_pngs(directory, set(names.values()) - earlier)
+        raise
+    remove_pngs(directory, earlier - set(names.values()))
+
+
+def listed_pngs(views_json: Path) -> set[str]:
+    """The PNG names a views.json lists (none when it is missing or not a views record)."""
+    import json
+
+    try:
+        record = json.loads(views_json.read_text(encoding="utf-8"))
+        return {str(view["png"]) for view in record["views"] if view.get("png")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
+def remove_pngs(directory: Path, names: Any) -> None:
+    """Remove these PNGs of `directory` (names with a folder part, or not .png, are left alone)."""
+    for name in names:
+        if Path(name).name == name and name.endswith(".png"):
+            (directory / name).unlink(missing_ok=True)
 
 
 def _selection_figures(views: SceneViews) -> dict[str, Any]:
