@@ -289,6 +289,11 @@ def test_clean_stale_counts_what_it_kept_and_says_what_is_gone(tmp_path: Path) -
     assert "results/gone.tif is gone already" in result.stderr
     assert result.stderr.splitlines()[-1] == "bioiscc clean-stale: removed 0 stale result folders, kept 1"
     assert (tmp_path / "results" / "stale.txt").read_text() == "results\n"
+    # from inside results/ the list's paths (relative to the workflow's folder) are not read as gone
+    (tmp_path / "results" / "stale.txt").write_text("results/gone.tif\n")
+    result = run_cli("clean-stale", ".", cwd=tmp_path / "results")
+    assert "kept results/gone.tif: not under . as given" in result.stderr
+    assert (tmp_path / "results" / "stale.txt").read_text() == "results/gone.tif\n"
 
 
 def test_scene_thumbnails_of_same_stem_do_not_collide(tmp_path: Path) -> None:

@@ -89,6 +89,13 @@ def _remove_empty_parents(folder: Path, results: Path) -> None:
         parent = parent.parent
 
 
+def _named_under(line: str, results: str) -> bool:
+    """Whether a listed path names a folder under RESULTS as RESULTS is written: the list's paths are
+    relative to the folder the workflow ran in, so `clean-stale .` from inside results/ (or an
+    absolute RESULTS) must not read them from elsewhere and call them gone."""
+    return os.path.normpath(line).startswith(os.path.normpath(results).rstrip(os.sep) + os.sep)
+
+
 def _batch_logs(folder: Path, results: Path, logs: str | None) -> Path | None:
     """LOGS/_batches/<batch>/ of a stale batch folder, when it is a folder there (not a link)."""
     if logs is None or Path(os.path.realpath(folder.parent)) != Path(os.path.realpath(results / "_batches")):
@@ -128,6 +135,14 @@ def clean_stale(results: str, dry_run: bool, logs: str | None) -> None:
     removed, kept = [], []
     for line in listed:
         folder = Path(line)
+        if not _named_under(line, results):  # never dropped from the list: it may be read elsewhere
+            kept.append(line)
+            click.echo(
+                f"bioiscc: clean-stale: kept {line}: not under {results} as given (the list names folders "
+                "as the workflow does: run clean-stale in the folder it ran in, with RESULTS as it names it)",
+                err=True,
+            )
+            continue
         if not (folder.exists() or folder.is_symlink()):  # removed since: off the list, not "kept"
             click.echo(f"bioiscc: clean-stale: {line} is gone already", err=True)
             continue
