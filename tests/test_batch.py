@@ -141,6 +141,16 @@ def test_bad_batch_file_and_misuse(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "cannot read the batch file" in missing.stderr
     both = run_cli("walk", "--batch", str(tmp_path / "bad.jsonl"), "x.tif")
     assert both.returncode == 2 and "--batch cannot be combined with SOURCE" in both.stderr
+    (tmp_path / "twice.jsonl").write_text(
+        '{"source": "a.tif", "dir": "r/x"}\n{"source": "b.tif", "dir": "r/./x"}\n'
+    )
+    twice = run_cli("hash", "--batch", "twice.jsonl", cwd=tmp_path)
+    assert twice.returncode == 1 and "twice.jsonl: line 2: dir r/./x is also the dir of line 1" in twice.stderr
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "file.jsonl").write_text('{"source": "a.tif", "dir": "afile"}\n')
+    on_file = run_cli("hash", "--batch", "file.jsonl", cwd=tmp_path)
+    assert on_file.returncode == 1 and "line 1: dir afile is there and is not a folder" in on_file.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_several_sources_in_one_call(data: Path) -> None:

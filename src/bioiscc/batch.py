@@ -82,6 +82,7 @@ def read_items(path: str) -> list[Item]:
     except (OSError, UnicodeDecodeError) as exc:
         raise BatchFileError(f"{path}: cannot read the batch file ({exc})") from exc
     items = []
+    lines_of: dict[str, int] = {}  # each input's folder, by the line that names it
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -94,8 +95,20 @@ def read_items(path: str) -> list[Item]:
             raise BatchFileError(
                 f'{path}: line {number}: not a batch entry {{"source": ..., "dir": ...}} ({exc})'
             ) from exc
+        _check_folder(path, number, folder, lines_of)
         items.append(Item(source, Path(folder)))
     return items
+
+
+def _check_folder(path: str, number: int, folder: str, lines_of: dict[str, int]) -> None:
+    """An input's result folder is its own (two inputs would overwrite each other's results), and a
+    folder or not there yet."""
+    same = os.path.realpath(folder)
+    if same in lines_of:
+        raise BatchFileError(f"{path}: line {number}: dir {folder} is also the dir of line {lines_of[same]}")
+    lines_of[same] = number
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise BatchFileError(f"{path}: line {number}: dir {folder} is there and is not a folder")
 
 
 def batch_line(source: str, folder: str) -> str:
