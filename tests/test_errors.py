@@ -234,6 +234,20 @@ def test_index_needs_inputs_and_names_a_missing_container(tmp_path: Path) -> Non
     assert result.stderr.rstrip().endswith("missing.json: cannot read it: No such file or directory")
 
 
+def test_index_goes_on_past_an_unreadable_container(tmp_path: Path, vectors_dir: Path) -> None:
+    container = tmp_path / "c.json"
+    run_cli("biocode", str(vectors_dir / "u8_2d.tif"), "-o", str(container), check=True)
+    (tmp_path / "cut.json").write_text(container.read_text()[:40])
+    out = tmp_path / "index.jsonl"
+    result = run_cli("index", str(container), str(tmp_path / "cut.json"), str(container), "--jsonl", str(out))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[0].startswith(f"bioiscc: error: {tmp_path / 'cut.json'}: not a biocode")
+    rows = json_lines(out.read_text())
+    assert sorted(row["status"] for row in rows) == ["failed", "ok", "ok"]
+    (failed,) = [row for row in rows if row["status"] == "failed"]
+    assert failed["input"] == str(tmp_path / "cut.json") and failed["scene"] is None
+
+
 @pytest.mark.parametrize("command", ["walk", "hash", "verify"])
 def test_a_pipe_closed_by_its_reader_ends_quietly(command: str, tmp_path: Path, vectors_dir: Path) -> None:
     """`bioiscc ... | head`: exit 141 (128 + SIGPIPE), as shells report `yes | head`, and no message."""

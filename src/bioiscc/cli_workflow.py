@@ -14,13 +14,23 @@ by the import at the end of `bioiscc.cli`; heavy imports stay inside the command
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from .cli import _fail, _finish, _load_manifest, _scene_failures, main, output_options, threads_option
+from .cli import (
+    EXIT_FAILED,
+    _fail,
+    _finish,
+    _load_manifest,
+    _scene_failures,
+    main,
+    output_options,
+    threads_option,
+)
 from .cli_output import OutputFile
 from .output import note_input
 
@@ -240,7 +250,10 @@ def index(
         paths.extend(line.rstrip("\r\n") for line in from_file if line.strip())
     if batch_file is not None:
         paths.extend(str(item.folder / "container.json") for item in _batch_items(batch_file))
-    rows = _container_rows(paths, base, images)
+    unreadable: list[str] = []
+    rows = _container_rows(paths, base, images, unreadable)
+    if unreadable and len(unreadable) == len(paths) and rows_from is None:
+        _fail(unreadable[0])  # nothing could be read: one line, nothing written
     inputs = len(paths)
     if rows_from is not None:
         merged, inputs_merged = _merged_rows(line.rstrip("\r\n") for line in rows_from if line.strip())
@@ -264,7 +277,11 @@ def index(
         write_text(render_page(rows, summary, groups, skipped=skipped, stale=stale), html_path)
     if jsonl is not None or (tsv is None and html_path is None and rows_output is None):
         write_text("".join(dumps(public(row)) + "\n" for row in rows), jsonl)
+    for line in unreadable:
+        click.echo(f"bioiscc: error: {line}", err=True)
     click.echo(summary, err=True)
+    if unreadable:  # the others are indexed; exit 1 says some container could not be read
+        sys.exit(EXIT_FAILED)
 
 
 def _batch_items(batch_file: str) -> list[Any]:
@@ -276,18 +293,26 @@ def _batch_items(batch_file: str) -> list[Any]:
         _fail(str(exc))
 
 
-def _container_rows(paths: list[str], base: str | None, images: str | None) -> list[dict[str, Any]]:
-    """The rows of the containers at `paths` (and of their image records)."""
+def _container_rows(
+    paths: list[str], base: str | None, images: str | None, unreadable: list[str]
+) -> list[dict[str, Any]]:
+    """The rows of the containers at `paths` (and of their image records). A container that cannot
+    be read gets one failed row, its one-line error is added to `unreadable`, and the others go on."""
     from .output import read_records
 
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
             (record,) = read_records(path, kind="bioiscc.biocode")
-        except OSError as exc:
-            _fail(f"{path}: cannot read it: {exc.strerror or exc}")
-        except ValueError as exc:
-            _fail(f"{path}: not a biocode container ({exc})")
+        except (OSError, ValueError) as exc:
+            cause = (
+                f"cannot read it: {exc.strerror or exc}"
+                if isinstance(exc, OSError)
+                else (f"not a biocode container ({exc})")
+            )
+            unreadable.append(f"{path}: {cause}")
+            rows.append(_row({"input": path, "container": path}, scene=None, status="failed", error=cause))
+            continue
         these = list(index_rows(record, path, base))
         if images is not None:
             add_images(these, Path(path).parent / images)
