@@ -145,7 +145,9 @@ def test_bad_batch_file_and_misuse(tmp_path: Path) -> None:
         '{"source": "a.tif", "dir": "r/x"}\n{"source": "b.tif", "dir": "r/./x"}\n'
     )
     twice = run_cli("hash", "--batch", "twice.jsonl", cwd=tmp_path)
-    assert twice.returncode == 1 and "twice.jsonl: line 2: dir r/./x is also the dir of line 1" in twice.stderr
+    assert (
+        twice.returncode == 1 and "twice.jsonl: line 2: dir r/./x is also the dir of line 1" in twice.stderr
+    )
     (tmp_path / "afile").write_text("")
     (tmp_path / "file.jsonl").write_text('{"source": "a.tif", "dir": "afile"}\n')
     on_file = run_cli("hash", "--batch", "file.jsonl", cwd=tmp_path)

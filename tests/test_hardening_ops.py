@@ -358,7 +358,9 @@ def test_output_to_a_link_a_fifo_or_a_device(tmp_path: Path) -> None:
         return
     full = tmp_path / "full"
     full.symlink_to("/dev/full")
-    one_line_failure(bioiscc("hash", str(image), "-o", str(full)), "full: cannot write: No space left on device")
+    one_line_failure(
+        bioiscc("hash", str(image), "-o", str(full)), "full: cannot write: No space left on device"
+    )
     codes = tmp_path / "codes.txt"
     codes.write_text(bioiscc("hash", "--format", "lines", str(image)).stdout)
     one_line_failure(bioiscc("verify", str(codes), "-o", str(full)), "No space left on device", code=2)

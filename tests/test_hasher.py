@@ -262,7 +262,9 @@ def test_an_interrupt_of_several_sources_leaves_no_output(tmp_path: Path) -> Non
     """The records of the sources already hashed are not written when a later one is interrupted."""
     path = slow_tiff(tmp_path)
     command = [sys.executable, "-m", "bioiscc", "hash", "--threads", "1", str(path), str(path)]
-    process = subprocess.Popen([*command, "-o", str(tmp_path / "out.json")], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*command, "-o", str(tmp_path / "out.json")], stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _read_bytes(process.pid) < path.stat().st_size * 5 // 4:
         time.sleep(0.02)  # until the first source is done and the second under way

@@ -87,6 +87,10 @@ def test_scene_selection(vectors_dir: Path) -> None:
     assert out.returncode == 2 and "no scene 5" in out.stderr
 
 
+def test_a_scene_asked_for_twice_is_done_once(vectors_dir: Path) -> None:
+    out = run_cli("hash", "--scene", "1", "--scene", "1", str(vectors_dir / "multiscene.ome.tif"), check=True)
+    assert len(out.stdout.splitlines()) == 1
+
 
 def test_a_scene_the_source_lacks_raises_scene_selection_error(vectors_dir: Path) -> None:
     with pytest.raises(bioiscc.SceneSelectionError, match="no scene 5"):

@@ -621,7 +621,9 @@ def test_extract_views_again_leaves_only_its_own_pngs(vectors_dir: Path, tmp_pat
     assert sorted(p.name for p in folder.glob("*.png")) == sorted([view["png"], "notes.png"])
 
 
-def test_views_written_all_or_none(vectors_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_views_written_all_or_none(
+    vectors_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An error (or Ctrl-C) while the PNGs are written leaves none of them and no views.json."""
     from bioiscc.views import api as views_api
 

@@ -132,7 +132,7 @@ def _hash_selected(
     narrow: bool,
     progress: Progress | None,
 ) -> list[dict[str, Any]]:
-    chosen = list(range(len(infos))) if not selection else list(selection)
+    chosen = list(range(len(infos))) if not selection else list(dict.fromkeys(selection))  # once each
     for index in chosen:
         if not 0 <= index < len(infos):
             raise SceneSelectionError(

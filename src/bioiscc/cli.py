@@ -574,10 +574,10 @@ def hash_one(
 
 
 def _load_manifest(path: str) -> dict[str, Any]:
-    from .output import read_records
+    from .output import read_record
 
     try:
-        (record,) = read_records(path, kind="bioiscc.walk")
+        record = read_record(path, kind="bioiscc.walk")
     except Exception as exc:
         _fail(f"{path}: not a walk manifest ({exc})")
     if record.get("kind") != "bioiscc.walk":

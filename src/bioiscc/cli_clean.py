@@ -126,7 +126,10 @@ def clean_stale(results: str, dry_run: bool, logs: str | None) -> None:
     try:
         listed = [line for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
     except FileNotFoundError:
-        click.echo(f"bioiscc clean-stale: no {listing} (the workflow writes it when it starts): nothing to remove", err=True)
+        click.echo(
+            f"bioiscc clean-stale: no {listing} (the workflow writes it when it starts): nothing to remove",
+            err=True,
+        )
         return
     except (OSError, UnicodeDecodeError) as exc:
         click.echo(f"bioiscc: error: {listing}: cannot read it ({exc})", err=True)
@@ -160,7 +163,8 @@ def clean_stale(results: str, dry_run: bool, logs: str | None) -> None:
         if batch_logs is not None:
             if not dry_run:
                 shutil.rmtree(batch_logs)
-            click.echo(f"bioiscc: clean-stale: {'would remove' if dry_run else 'removed'} {batch_logs}", err=True)
+            verb = "would remove" if dry_run else "removed"
+            click.echo(f"bioiscc: clean-stale: {verb} {batch_logs}", err=True)
     if not dry_run and listed:
         from .output import write_text
 

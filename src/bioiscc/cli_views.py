@@ -131,7 +131,7 @@ def _chosen_scenes(source: str, infos: list[SceneInfo], chosen: Sequence[int]) -
     for index in chosen:
         if not 0 <= index < len(infos):
             raise click.UsageError(f"{source}: no scene {index} (the source has {len(infos)} scene(s))")
-    return [infos[i] for i in chosen] if chosen else list(infos)
+    return [infos[i] for i in dict.fromkeys(chosen)] if chosen else list(infos)  # each scene once
 
 
 # --- extract-views ------------------------------------------------------------------------------

@@ -298,12 +298,12 @@ def _container_rows(
 ) -> list[dict[str, Any]]:
     """The rows of the containers at `paths` (and of their image records). A container that cannot
     be read gets one failed row, its one-line error is added to `unreadable`, and the others go on."""
-    from .output import read_records
+    from .output import read_record
 
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
-            (record,) = read_records(path, kind="bioiscc.biocode")
+            record = read_record(path, kind="bioiscc.biocode")
         except (OSError, ValueError) as exc:
             cause = (
                 f"cannot read it: {exc.strerror or exc}"
@@ -527,10 +527,10 @@ def summary_line(
 
 def _similar_groups(path: str) -> list[dict[str, Any]]:
     """The groups of a `bioiscc similar --json` record, each with its pairs."""
-    from .output import read_records
+    from .output import read_record
 
     try:
-        (record,) = read_records(path)
+        record = read_record(path)
         groups = {group["group"]: {**group, "pairs": []} for group in record.get("groups") or []}
         for pair in record.get("pairs") or []:
             groups[pair["group"]]["pairs"].append(pair)

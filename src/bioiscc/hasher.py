@@ -280,7 +280,7 @@ class ThreadHasher:
             if self.failure is None:
                 self.failure = exc
             self.stop.set()
-            while not ended and self._next(pieces) is not _END:  # so that the reader never waits on a full queue
+            while not ended and self._next(pieces) is not _END:  # the reader never waits on a full queue
                 pass
 
     def _next(self, pieces: queue.Queue[Any]) -> Any:

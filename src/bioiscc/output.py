@@ -207,6 +207,15 @@ def read_records(path: str | os.PathLike[str], kind: str | None = None) -> list[
     return found
 
 
+def read_record(path: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
+    """The one record of a JSON file (`read_records`); ValueError (one line) when it holds none or
+    several."""
+    found = read_records(path, kind)
+    if len(found) != 1:
+        raise ValueError("an empty file" if not found else f"{len(found)} records, not one")
+    return found[0]
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
