@@ -339,6 +339,16 @@ def test_output_never_replaces_a_list_an_index_or_a_batch(tmp_path: Path) -> Non
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
 
 
+def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    image = tmp_path / "in.ome.tif"
+    write_image(image, 5)
+    (tmp_path / "afile").write_text("")
+    for command in ("extract-views", "imagecode", "views", "scenes", "thumb"):
+        for target in ("afile", "afile/sub"):
+            one_line_failure(bioiscc(command, str(image), "-o", str(tmp_path / target)), "afile is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "in.ome.tif"]
+
+
 def test_output_to_a_link_a_fifo_or_a_device(tmp_path: Path) -> None:
     """A link's target is replaced (the link stays); a FIFO or a device is written to, never replaced
     by a regular file (as root, `-o /dev/null` would otherwise replace the system's)."""

@@ -34,6 +34,25 @@ class OutputFile(click.Path):
         return value
 
 
+class OutputFolder(click.Path):
+    """A folder to write into, made if missing: refused before any work when it is a file, or when
+    the folder it would be made in is a file or is not writable (not after reading the pixels)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(os.fsdecode(value))
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            raise OutputError(f"{path}: cannot make this folder: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"{path}: cannot write: the folder {existing} is not writable")
+        return super().convert(value, param, ctx)
+
+
 class CheckedCommand(click.Command):
     """A command that refuses, before any work, an output naming one of its input files or another
     of its outputs (`similar index.tsv --tsv index.tsv`, `hash --from list.txt -o list.txt`). Inputs

@@ -38,6 +38,7 @@ from .cli_batch import (  # noqa: E402
     run_batch,
     views_step,
 )
+from .cli_output import OutputFolder  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -143,7 +144,7 @@ def _chosen_scenes(source: str, infos: list[SceneInfo], chosen: Sequence[int]) -
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     help="Folder for views.json and the view PNGs (required without --batch).",
 )
 @view_options(DEFAULT_MAX_VIEWS)
@@ -331,7 +332,7 @@ def _records_of(
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=None,
     help="Also write each scene's view PNGs and views.json into DIR/scene-K/.",
 )
@@ -454,7 +455,7 @@ def _image_text(results: Sequence[dict[str, Any]]) -> str:
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=None,
     help="Write each scene's view PNGs and views.json into DIR/scene-K/.",
 )
@@ -562,7 +563,7 @@ def force_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=".",
     show_default=True,
     help="Folder for the thumbnails (NAME.scene_KKK.thumb.png, NAME with its suffix).",
@@ -601,7 +602,7 @@ def scenes_command(source: str, output_dir: str, force: bool, source_kind: str, 
 @click.option(
     "-o",
     "--output-dir",
-    type=click.Path(file_okay=False),
+    type=OutputFolder(),
     default=".",
     show_default=True,
     help="Folder for the thumbnail (NAME.thumb.png, NAME with its suffix).",
