@@ -84,11 +84,8 @@ def make_bad_json_v3(tmp: Path, vectors: Path) -> Path:
     return path
 
 
-def make_bad_json_series(tmp: Path, vectors: Path) -> Path:
-    """A bioformats2raw layout whose series group's metadata is not JSON (found while listing)."""
-    path = shutil.copytree(vectors / "img5d_b2r.ome.zarr", tmp / "badseries.ome.zarr")
-    (path / "0" / ".zgroup").write_text("{")
-    return path
+# A bioformats2raw series whose metadata is not JSON fails that scene alone, at its index
+# (IMAGEWALK section 1): tests/test_omezarr_metadata.py.
 
 
 def make_corrupt_chunk(tmp: Path, vectors: Path) -> Path:
@@ -115,7 +112,6 @@ CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "directory, not a store": (make_not_zarr, "not a Zarr store"),
     "invalid JSON (zarr v2)": (make_bad_json_v2, "invalid Zarr metadata"),
     "invalid JSON (zarr v3)": (make_bad_json_v3, "invalid Zarr metadata"),
-    "invalid JSON (a bioformats2raw series)": (make_bad_json_series, "invalid Zarr metadata"),
     "missing path": (make_missing, "no such file or directory"),
 }
 

@@ -487,3 +487,35 @@ def test_missing_chunks_cost_no_lookup(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(ChunkFileArray, "_chunk", spy)
     np.testing.assert_array_equal(direct[:], data)
     assert opened == [(1, 0, 0)]
+
+
+def test_folders_are_listed_whatever_they_hold(tmp_path: Path) -> None:
+    """A bioformats2raw series whose group metadata is lost is still a folder of the store: it is
+    listed (and reported as a failed scene), where `groups()` passes it over."""
+    root = zarr.open_group(str(tmp_path / "v2"), mode="w", zarr_format=2)
+    root.create_group("0")
+    root.create_array("a", shape=(1,), dtype="u1")
+    (tmp_path / "v2" / "2").mkdir()
+    (tmp_path / "v2" / "10").mkdir()
+    (tmp_path / "v2" / "notes.txt").write_text("a file, not a folder")
+    group = FolderGroup(tmp_path / "v2")
+    assert group.folders() == ["0", "10", "2", "a"]
+    assert [name for name, _ in group.groups()] == ["0"]
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "cause"),
+    [
+        (".zattrs", [1], r"^\.zattrs is not a JSON object$"),
+        (".zgroup", "x", r"^\.zgroup is not a JSON object$"),
+        ("zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": ["ome"]}, "attributes are not"),
+    ],
+)
+def test_group_metadata_that_is_not_an_object(file: str, content: Any, cause: str, tmp_path: Path) -> None:
+    """JSON, but not the object Zarr defines: its own error (not "not JSON", not a crash later)."""
+    from bioiscc.sources.zarr_folder import MetadataShapeError
+
+    zarr.open_group(str(tmp_path / "g"), mode="w", zarr_format=3 if file == "zarr.json" else 2)
+    (tmp_path / "g" / file).write_text(json.dumps(content))
+    with pytest.raises(MetadataShapeError, match=cause):
+        FolderGroup(tmp_path / "g")

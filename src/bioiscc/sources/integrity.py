@@ -157,22 +157,38 @@ def _is_pyramid(dims: Mapping[str, tuple[int, int, int]]) -> bool:
 
 
 def _beyond(handle: Any, subblocks: list[Subblock], size: int) -> dict[int, str]:
-    """Scene -> the first subblock of that scene whose data is not all inside the file."""
-    inside = [b for b in subblocks if b.position + SEGMENT.size <= size]
-    cut = [
-        (b.number, b, f"starts at byte {b.position}") for b in subblocks if b.position + SEGMENT.size > size
+    """Scene -> the damage of its first unreadable subblock: one that lies beyond the end of the
+    file (truncated), or the last one inside the file when it is cut or its segment header is not a
+    subblock's (corrupt: the file may well be whole)."""
+    found = [
+        (b, f"truncated: subblock {b.number} starts at byte {b.position}, beyond the file's {size} bytes")
+        for b in subblocks
+        if b.position + SEGMENT.size > size
     ]
+    inside = [b for b in subblocks if b.position + SEGMENT.size <= size]
     if inside:  # only the last subblock that starts inside the file can be cut in the middle
         last = max(inside, key=lambda b: b.position)
-        segment_id, allocated, used = SEGMENT.unpack(_read(handle, last.position, SEGMENT.size))
-        end = last.position + SEGMENT.size + (used or allocated)
-        if segment_id.rstrip(b"\0") != b"ZISRAWSUBBLOCK" or end > size:
-            cut.append((last.number, last, f"ends at byte {end}"))
+        cause = _last_subblock_damage(handle, last, size)
+        if cause is not None:
+            found.append((last, cause))
     damage: dict[int, str] = {}
-    for number, subblock, what in sorted(cut, key=lambda c: c[0]):
+    for subblock, cause in sorted(found, key=lambda f: f[0].number):
         scene = subblock.dims.get("S", (ALL_SCENES, 0, 0))[0]
-        damage.setdefault(scene, f"truncated: subblock {number} {what}, beyond the file's {size} bytes")
+        damage.setdefault(scene, cause)
     return damage
+
+
+def _last_subblock_damage(handle: Any, subblock: Subblock, size: int) -> str | None:
+    """Why the last subblock that starts inside the file cannot be read, or None. A segment id that
+    is not ZISRAWSUBBLOCK is damage in place: its sizes are garbage too, so they say nothing about
+    the file's end."""
+    segment_id, allocated, used = SEGMENT.unpack(_read(handle, subblock.position, SEGMENT.size))
+    if segment_id.rstrip(b"\0") != b"ZISRAWSUBBLOCK":
+        return f"corrupt: subblock {subblock.number} at byte {subblock.position} has no ZISRAWSUBBLOCK header"
+    end = subblock.position + SEGMENT.size + (used or allocated)
+    if end > size:
+        return f"truncated: subblock {subblock.number} ends at byte {end}, beyond the file's {size} bytes"
+    return None
 
 
 def _read(handle: Any, offset: int, length: int) -> bytes:

@@ -18,15 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError, MissingPluginError, SceneError, describe
 from ..scene import SceneInfo, SceneReader, Source, make_dims
 from .arrays import ChunkedArrayScene, split_axes
 from .integrity import bound_chunks, guard_zarr_codecs
 from .sparse import sparse_view
-from .zarr_folder import FolderGroup, GroupNotFound, open_direct
+from .zarr_folder import FolderGroup, GroupNotFound, MetadataShapeError, open_direct
 
 ZARR_MARKERS = (".zgroup", ".zattrs", "zarr.json", ".zarray")
 DEFAULT_AXES = ("t", "c", "z", "y", "x")  # NGFF 0.1/0.2 had no axes metadata
+#: NGFF 0.4/0.5 axis types that name a standard dimension whatever the axis is called
+TYPED_AXES = {"time": "T", "channel": "C"}
+#: the dimensions of the space axes, from the last one back (NGFF: 2 or 3, in z, y, x order)
+SPACE_FROM_LAST = ("X", "Y", "Z")
 
 
 def is_zarr_store(path: Path) -> bool:
@@ -39,6 +45,10 @@ class _ImageRef:
 
     group: str
     name: str
+    label: str = ""  # how its errors name it ("series 2", a field's path); "" for the root image
+
+    def cause(self, text: str) -> str:
+        return f"{self.label}: {text}" if self.label else text
 
 
 def _ome_attrs(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -64,8 +74,8 @@ class OmeZarrSource(Source):
         """What read the arrays: numcodecs (chunk files read in `zarr_folder`) and/or zarr."""
         return ", ".join(sorted(self._readers)) or f"zarr {_package_version('zarr')}"
 
-    def _open_group(self, group: str) -> FolderGroup:
-        with _reading_metadata(self.location):
+    def _open_group(self, group: str, label: str = "") -> FolderGroup:
+        with _reading_metadata(self.location, label):
             return FolderGroup(self.path / group)
 
     def _attrs(self, group: FolderGroup) -> Mapping[str, Any]:
@@ -95,39 +105,53 @@ class OmeZarrSource(Source):
         return self._zarr
 
     def _find_images(self) -> list[_ImageRef]:
+        """The scenes' groups. Metadata that leaves the list of scenes unknown (the root's, a
+        plate's or a well's) fails the input; an image's own metadata fails its scene alone."""
         attrs = self._attrs(self.root)
-        if "multiscales" in attrs:
-            return [_ImageRef("", _multiscales_name(attrs, "image"))]
-        layout = attrs.get("bioformats2raw.layout", dict(self.root.attrs).get("bioformats2raw.layout"))
-        if layout is not None:
-            with _reading_metadata(self.location):
-                children = [name for name, _ in self.root.groups()]
-            series = sorted((name for name in children if name.isdigit()), key=int)
-            if not series:
-                raise InputError(self.location, "bioformats2raw layout without series groups")
-            return [_ImageRef(name, self._series_name(name)) for name in series]
-        if "plate" in attrs:
-            return self._plate_fields(attrs["plate"])
+        try:
+            if "multiscales" in attrs:
+                return [_ImageRef("", _image_name(_first_multiscale(attrs), "image"))]
+            layout = attrs.get("bioformats2raw.layout", dict(self.root.attrs).get("bioformats2raw.layout"))
+            if layout is not None:
+                return self._series(layout)
+            if "plate" in attrs:
+                return self._plate_fields(attrs["plate"])
+        except SceneError as exc:
+            raise InputError(self.location, str(exc)) from exc
         raise InputError(
             self.location,
             "not an OME-Zarr image: no multiscales, plate or bioformats2raw.layout metadata",
         )
 
+    def _series(self, layout: Any) -> list[_ImageRef]:
+        """Every numbered folder is a series, listed even when its group metadata is lost or broken:
+        a series that cannot be read is a failed scene at its index (IMAGEWALK section 1)."""
+        if not isinstance(layout, int) or isinstance(layout, bool):
+            raise _invalid("bioformats2raw.layout is not an integer")
+        with _reading_metadata(self.location):
+            folders = self.root.folders()
+        series = sorted((name for name in folders if name.isascii() and name.isdigit()), key=int)
+        if not series:
+            raise InputError(self.location, "bioformats2raw layout without series groups")
+        return [_ImageRef(name, self._series_name(name), f"series {name}") for name in series]
+
     def _series_name(self, name: str) -> str:
         try:
-            return _multiscales_name(self._attrs(self._open_group(name)), name)
-        except InputError:
-            return name
+            return _image_name(_first_multiscale(self._attrs(self._open_group(name))), name)
+        except (InputError, SceneError):
+            return name  # its scene fails, and says why
 
-    def _plate_fields(self, plate: Mapping[str, Any]) -> list[_ImageRef]:
+    def _plate_fields(self, plate: Any) -> list[_ImageRef]:
+        if not isinstance(plate, Mapping):
+            raise _invalid("plate is not an object")
         refs: list[_ImageRef] = []
-        for well in plate.get("wells", []):
-            well_path = str(well["path"]).strip("/")
-            well_attrs = self._attrs(self._open_group(well_path))
-            images = well_attrs.get("well", {}).get("images", [])
-            for image in images:
-                path = f"{well_path}/{str(image['path']).strip('/')}"
-                refs.append(_ImageRef(path, path))
+        for well_path in _paths(plate.get("wells"), "plate.wells"):
+            well = self._attrs(self._open_group(well_path, f"well {well_path}")).get("well")
+            if not isinstance(well, Mapping):
+                raise _invalid(f"well {well_path}: well is not an object")
+            for image_path in _paths(well.get("images"), f"well {well_path}: well.images"):
+                path = f"{well_path}/{image_path}"
+                refs.append(_ImageRef(path, path, path))
         if not refs:
             raise InputError(self.location, "HCS plate without fields of view")
         return refs
@@ -146,18 +170,16 @@ class OmeZarrSource(Source):
             name=ref.name,
             dims=make_dims(standard),
             extra_dims=extra,
-            dtype=str(array.dtype),
+            dtype=_dtype_name(array.dtype),
         )
 
     def _multiscale(self, ref: _ImageRef) -> tuple[FolderGroup, Mapping[str, Any]]:
         """The image's group and its first multiscales entry (which has datasets)."""
-        group = self.root if ref.group == "" else self._open_group(ref.group)
-        multiscales = self._attrs(group).get("multiscales")
-        if not multiscales:
-            raise SceneError(f"{ref.group or '/'}: no multiscales metadata")
-        if not multiscales[0].get("datasets"):
-            raise SceneError(f"{ref.group or '/'}: multiscales without datasets")
-        return group, multiscales[0]
+        group = self.root if ref.group == "" else self._open_group(ref.group, ref.label)
+        try:
+            return group, _first_multiscale(self._attrs(group))
+        except SceneError as exc:
+            raise SceneError(ref.cause(str(exc))) from exc
 
     def _level(self, group: FolderGroup, multiscale: Mapping[str, Any], number: int) -> tuple[Any, list[str]]:
         path = str(multiscale["datasets"][number]["path"])
@@ -212,31 +234,115 @@ def _limit_decode_threads(zarr: Any) -> None:
 
 
 def _axis_names(axes: Any, ndim: int) -> list[str]:
-    """Axis names, upper-cased for the standard ones; extra dimensions keep their names."""
-    if axes is None:
-        names = list(DEFAULT_AXES[-ndim:])
-    else:
-        names = [a["name"] if isinstance(a, Mapping) else str(a) for a in axes]
-    if len(names) != ndim:
-        raise SceneError(f"{len(names)} axes in metadata but the array has {ndim} dimensions")
-    return [n.upper() if n.lower() in ("t", "c", "z", "y", "x") else n for n in names]
+    """The dimension each array axis is: T, C, Z, Y or X, or the axis's own name (an extra one).
+
+    NGFF 0.4/0.5 axes may be named freely: their type says what they are (time, channel, space;
+    the space axes last, z before y before x). Axes without a type (NGFF 0.3 names, or none at all)
+    are known by their names; an axis of any other type is an extra dimension.
+    """
+    entries = [{"name": name} for name in DEFAULT_AXES[-ndim:]] if axes is None else list(axes)
+    if len(entries) != ndim:
+        raise SceneError(f"{len(entries)} axes in metadata but the array has {ndim} dimensions")
+    names = [_axis_by_name(entry) for entry in entries]
+    types = [entry.get("type") if isinstance(entry, Mapping) else None for entry in entries]
+    space = [i for i, kind in enumerate(types) if isinstance(kind, str) and kind.lower() == "space"]
+    for i, kind in enumerate(types):
+        if isinstance(kind, str) and kind.lower() != "space":
+            names[i] = TYPED_AXES.get(kind.lower(), _axis_name(entries[i]))
+    for i, dimension in zip(reversed(space), SPACE_FROM_LAST, strict=False):
+        names[i] = dimension  # a 4th space axis and beyond (not NGFF) keep their names: extra
+    return names
 
 
-def _multiscales_name(attrs: Mapping[str, Any], default: str) -> str:
-    name = attrs["multiscales"][0].get("name") if attrs.get("multiscales") else None
+def _axis_name(entry: Any) -> str:
+    return str(entry["name"]) if isinstance(entry, Mapping) else str(entry)
+
+
+def _axis_by_name(entry: Any) -> str:
+    name = _axis_name(entry)
+    return name.upper() if name.lower() in DEFAULT_AXES else name
+
+
+def _first_multiscale(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The first multiscales entry, checked to be of the shape NGFF defines (SceneError if not)."""
+    multiscales = attrs.get("multiscales")
+    if multiscales is None:
+        raise SceneError("no multiscales metadata")
+    if not _objects(multiscales):
+        raise _invalid("multiscales is not a list of objects")
+    if not multiscales:
+        raise _invalid("multiscales is an empty list")
+    multiscale = multiscales[0]
+    datasets = multiscale.get("datasets")
+    if datasets is None or datasets == []:
+        raise SceneError("multiscales without datasets")
+    if not _objects(datasets):
+        raise _invalid("datasets is not a list of objects")
+    if not all(isinstance(dataset.get("path"), str) and dataset["path"] for dataset in datasets):
+        raise _invalid("a dataset's path is not a string")
+    axes = multiscale.get("axes")
+    if axes is not None and not (isinstance(axes, list) and all(map(_is_axis, axes))):
+        raise _invalid("axes is not a list of names or of objects with a name and a type")
+    return multiscale
+
+
+def _is_axis(entry: Any) -> bool:
+    """An NGFF 0.3 axis (a name) or a 0.4/0.5 one (an object with a name, and a type or none)."""
+    if isinstance(entry, str):
+        return bool(entry)
+    if not isinstance(entry, Mapping):
+        return False
+    name, kind = entry.get("name"), entry.get("type")
+    return isinstance(name, str) and bool(name) and (kind is None or isinstance(kind, str))
+
+
+def _paths(entries: Any, what: str) -> list[str]:
+    """The `path` of each object in a list of plate wells or well images."""
+    if not _objects(entries):
+        raise _invalid(f"{what} is not a list of objects")
+    paths = [entry.get("path") for entry in entries]
+    if not all(isinstance(path, str) and path.strip("/") for path in paths):
+        raise _invalid(f"{what}: a path is not a string")
+    return [path.strip("/") for path in paths]
+
+
+def _objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, Mapping) for item in value)
+
+
+def _invalid(what: str) -> SceneError:
+    return SceneError(f"invalid OME-Zarr metadata: {what}")
+
+
+def _image_name(multiscale: Mapping[str, Any], default: str) -> str:
+    name = multiscale.get("name")
     return str(name) if name else default
 
 
+def _dtype_name(dtype: Any) -> str:
+    """The dtype in native byte order ("uint16", as RECORDS.md and every other format name it): a
+    big-endian Zarr v2 array's ">u2" is how its chunks are stored, not what its pixels are."""
+    try:
+        return str(np.dtype(dtype).newbyteorder("="))
+    except TypeError:
+        return str(dtype)  # not a NumPy dtype: as the array names it
+
+
 @contextlib.contextmanager
-def _reading_metadata(location: str) -> Iterator[None]:
-    """Group metadata that cannot be read (not JSON, missing, unreadable) is the input's one-line
-    error."""
+def _reading_metadata(location: str, label: str = "") -> Iterator[None]:
+    """Group metadata that cannot be read (not JSON, missing, unreadable) is a one-line error,
+    prefixed with `label` (the series or well) when it is not the root's."""
+    where = f"{label}: " if label else ""
     try:
         yield
     except json.JSONDecodeError as exc:
-        raise InputError(location, f"invalid Zarr metadata (not JSON): {exc}") from exc
-    except (GroupNotFound, OSError, UnicodeDecodeError) as exc:
-        raise InputError(location, f"not a readable Zarr group: {describe(exc)}") from exc
+        raise InputError(location, f"{where}invalid Zarr metadata (not JSON): {exc}") from exc
+    except MetadataShapeError as exc:
+        raise InputError(location, f"{where}invalid Zarr metadata: {exc}") from exc
+    except GroupNotFound as exc:  # its own words, without the class name
+        raise InputError(location, f"{where}not a readable Zarr group: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(location, f"{where}not a readable Zarr group: {describe(exc)}") from exc
 
 
 def _cause(exc: Exception) -> str:

@@ -55,6 +55,10 @@ class GroupNotFound(ValueError):
     """The folder holds no Zarr group metadata."""
 
 
+class MetadataShapeError(ValueError):
+    """Zarr metadata that is JSON, but not of the shape Zarr defines (an object where one belongs)."""
+
+
 class FolderGroup:
     """A Zarr group in a local folder: its attributes, child groups and arrays."""
 
@@ -67,14 +71,17 @@ class FolderGroup:
                     f"{folder.name}/zarr.json is not a group's (node_type {meta.get('node_type')!r})"
                 )
             self.zarr_format = 3
-            self.attrs: Mapping[str, Any] = meta.get("attributes") or {}
+            attrs = meta.get("attributes") or {}
+            if not isinstance(attrs, Mapping):
+                raise MetadataShapeError(f"{folder.name}/zarr.json: its attributes are not a JSON object")
+            self.attrs: Mapping[str, Any] = attrs
         elif (folder / ".zgroup").is_file():
             _read_json(folder / ".zgroup")
             self.zarr_format = 2
             attrs_file = folder / ".zattrs"
             self.attrs = _read_json(attrs_file) if attrs_file.is_file() else {}
         else:
-            raise GroupNotFound(f"no group metadata (.zgroup or zarr.json) in {folder}")
+            raise GroupNotFound("no group metadata (.zgroup or zarr.json)")  # the caller names the folder
 
     def groups(self) -> Iterator[tuple[str, FolderGroup]]:
         """The child groups, by name (folders that hold group metadata; arrays and other folders
@@ -90,12 +97,17 @@ class FolderGroup:
                 continue
             yield child.name, group
 
+    def folders(self) -> list[str]:
+        """The names of the folders in this group, whatever they hold: a child whose group metadata
+        is lost or broken is still listed (its caller reports it, rather than passing it over)."""
+        return sorted(child.name for child in self.folder.iterdir() if child.is_dir())
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     with open(path, "rb") as file:
         value = json.load(file)
     if not isinstance(value, dict):
-        raise json.JSONDecodeError("not a JSON object", path.name, 0)
+        raise MetadataShapeError(f"{path.name} is not a JSON object")
     return value
 
 
