@@ -325,3 +325,12 @@ def test_exceptions_in_destructors_add_no_lines(tmp_path: Path) -> None:
         env={**os.environ, "BIOISCC_DEBUG": "1"},
     )
     assert "Event loop is closed" in shown.stderr
+
+
+def test_a_limit_that_is_not_a_number_is_said_once(vectors_dir: Path) -> None:
+    env = {**os.environ, "BIOISCC_MAX_PLANE_MB": "abc"}
+    result = run_cli("hash", str(vectors_dir / "multiscene.ome.tif"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "bioiscc: warning: BIOISCC_MAX_PLANE_MB='abc' is not a whole number above 0; using 8192"
+    ]

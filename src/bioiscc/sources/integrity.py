@@ -34,9 +34,11 @@ message they are part of.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import struct
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -391,11 +393,24 @@ DEFAULT_MAX_SCENE_GB = 16 * 1024
 
 
 def limit(name: str, default: int) -> int:
+    """A limit from the environment: a whole number above 0; anything else is said once on stderr
+    and the default used (a typo must not lift or silently keep a guard)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
     try:
-        value = int(os.environ.get(name, default))
+        value = int(raw)
     except ValueError:
-        value = default
-    return value if value > 0 else default
+        value = 0
+    if value > 0:
+        return value
+    _bad_limit(name, raw, default)
+    return default
+
+
+@functools.cache
+def _bad_limit(name: str, raw: str, default: int) -> None:
+    print(f"bioiscc: warning: {name}={raw!r} is not a whole number above 0; using {default}", file=sys.stderr)
 
 
 def over_limits(info: SceneInfo, reads_planes_in_bands: bool = False) -> SceneInfo:
