@@ -409,16 +409,17 @@ def each_to(sources: list[str], output: str | None, one: Callable[[str], None]) 
 
     buffer, real_stdout = io.StringIO(), sys.stdout
     sys.stdout = buffer
+    failed: SystemExit | None = None
     try:
         each_source(sources, one)
-    except SystemExit:  # every source was done, some failed
+    except SystemExit as exc:  # every source was done, some failed
+        failed = exc
+    finally:  # any other exception (usage error, Ctrl-C) leaves with nothing written
         sys.stdout = real_stdout
-        if buffer.getvalue():  # a run in which every source failed writes nothing
-            write_text(buffer.getvalue(), output)
-        raise
-    finally:
-        sys.stdout = real_stdout
-    write_text(buffer.getvalue(), output)
+    if buffer.getvalue():  # a run in which every source failed writes nothing
+        write_text(buffer.getvalue(), output)
+    if failed is not None:
+        raise failed
 
 
 @main.command(name="hash")

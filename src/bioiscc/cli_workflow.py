@@ -305,11 +305,7 @@ def _container_rows(
         try:
             record = read_record(path, kind="bioiscc.biocode")
         except (OSError, ValueError) as exc:
-            cause = (
-                f"cannot read it: {exc.strerror or exc}"
-                if isinstance(exc, OSError)
-                else (f"not a biocode container ({exc})")
-            )
+            cause = _unreadable_container(exc)
             unreadable.append(f"{path}: {cause}")
             rows.append(_row({"input": path, "container": path}, scene=None, status="failed", error=cause))
             continue
@@ -318,6 +314,12 @@ def _container_rows(
             add_images(these, Path(path).parent / images)
         rows.extend(these)
     return rows
+
+
+def _unreadable_container(exc: OSError | ValueError) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or exc}"
+    return f"not a biocode container ({exc})"
 
 
 #: the key under which `--rows-output` keeps a row's view PNGs (paths as given to index)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import math
 from collections import Counter, defaultdict
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -256,21 +255,14 @@ def _record_planes(
     if simprints is None:
         return None
     try:
-        count = math.prod(dims[axis] for axis in ("T", "C", "Z", "S")) * math.prod(extra.values())
+        count = SceneInfo(index=0, name="", dims=dict(dims), extra_dims=dict(extra), dtype="uint8").planes
     except KeyError as exc:
         raise InputError(path, f"{where}: dims lack {exc}") from exc
     if not isinstance(simprints, list) or len(simprints) != count:  # before listing `count` positions
         found = len(simprints) if isinstance(simprints, list) else "no list of"
         raise InputError(path, f"{where}: {found} simprints for {count} planes")
-    try:
-        places = positions(dims, extra)
-    except KeyError as exc:
-        raise InputError(path, f"{where}: dims lack {exc}") from exc
-    if not isinstance(simprints, list) or len(simprints) != len(places):
-        count = len(simprints) if isinstance(simprints, list) else "no list of"
-        raise InputError(path, f"{where}: {count} simprints for {len(places)} planes")
     planes: list[PlaneFacts] = []
-    for entry, place in zip(simprints, places, strict=True):
+    for entry, place in zip(simprints, positions(dims, extra), strict=True):
         if not isinstance(entry, dict) or not isinstance(entry.get("simprint"), str):
             raise InputError(path, f"{where}: a simprint entry without its simprint")
         offset = entry.get("offset")

@@ -352,23 +352,17 @@ class CanonicalWriter:
         if plane.ndim != 2:
             raise ValueError(f"a plane is 2D, got shape {plane.shape}")
         target = canonical_dtype(plane.dtype)
-        if target.kind == "b":
-            # a stored bool byte is not always 00/01 (a Zarr chunk may hold 02); the stream's byte is
-            return self._bools(plane)
-        if plane.dtype == target and plane.flags.c_contiguous:
+        is_bool = target.kind == "b"
+        if plane.dtype == target and plane.flags.c_contiguous and not is_bool:
             return plane
         if self.buffer is None or self.buffer.shape != plane.shape or self.buffer.dtype != target:
             self.buffer = np.empty(plane.shape, dtype=target)
-        # casting="equiv" allows a change of byte order only: bytes move, values never convert,
-        # so float bit patterns (NaN payloads, -0.0) survive.
-        np.copyto(self.buffer, plane, casting="equiv")
-        return self.buffer
-
-    def _bools(self, plane: np.ndarray) -> np.ndarray:
-        """A bool plane as bytes 00/01 whatever byte stored each value (IMAGEWALK: bool is 00/01)."""
-        if self.buffer is None or self.buffer.shape != plane.shape or self.buffer.dtype != np.bool_:
-            self.buffer = np.empty(plane.shape, dtype=np.bool_)
-        np.not_equal(plane.view(np.uint8), 0, out=self.buffer)
+        if is_bool:  # a stored bool byte may be other than 00/01 (a Zarr chunk may hold 02): 01
+            np.not_equal(plane.view(np.uint8), 0, out=self.buffer)
+        else:
+            # casting="equiv" allows a change of byte order only: bytes move, values never convert,
+            # so float bit patterns (NaN payloads, -0.0) survive.
+            np.copyto(self.buffer, plane, casting="equiv")
         return self.buffer
 
 

@@ -64,7 +64,6 @@ class CziSource(Source):
         self.location = location
         self.path = path
         self._version = str(getattr(aicspylibczi, "__version__", "?"))
-        _require_czi_header(location, path)
         self.damage = czi_damage(location, path)  # a truncated file: before libCZI's own words
         try:
             with warnings.catch_warnings():
@@ -263,18 +262,3 @@ def _plane_of(data: np.ndarray, dims: Sequence[tuple[str, int]]) -> np.ndarray:
     kept = [name for name in names if name in PLANE_DIMS]
     plane = np.transpose(plane, [kept.index(d) for d in PLANE_DIMS if d in kept])
     return plane if plane.ndim == 3 else plane[:, :, np.newaxis]
-
-
-#: every CZI starts with its file header segment, named so in its first bytes
-CZI_MAGIC = b"ZISRAWFILE"
-
-
-def _require_czi_header(location: str, path: Path) -> None:
-    """A file named .czi that does not start as a CZI is "not a CZI file", not libCZI's "truncated"."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(len(CZI_MAGIC))
-    except OSError as exc:
-        raise InputError(location, f"cannot be read: {exc.strerror or exc}") from exc
-    if head != CZI_MAGIC:
-        raise InputError(location, f"not a CZI file: it does not start with a {CZI_MAGIC.decode()} segment")

@@ -53,6 +53,8 @@ SEGMENT = struct.Struct("<16sqq")
 #: in the file header segment's data (after major, minor, two reserved int32, two 16-byte GUIDs and
 #: the file part): the positions of the subblock directory, the metadata and (after a 4-byte flag)
 #: the attachment directory, the segments libCZI reads when it opens a file
+#: every CZI starts with its file header segment, named so in its first bytes
+CZI_MAGIC = b"ZISRAWFILE"
 FILE_HEADER_POSITIONS = struct.Struct("<qq4xq")
 FILE_HEADER_POSITIONS_AT = SEGMENT.size + 4 * 4 + 2 * 16 + 4
 HEADER_SEGMENTS = ("the subblock directory", "the metadata", "the attachment directory")
@@ -69,8 +71,9 @@ ALL_SCENES = -1
 def czi_damage(location: str, path: Path) -> dict[int, str]:
     """Scene (libCZI S index, or ALL_SCENES) -> why its pixels cannot all be read; {} for a whole file.
 
-    Raises `InputError` when the directory itself lies beyond the end of the file. A file that is
-    not a CZI at all is left to libCZI to refuse (returns {}).
+    Raises `InputError` when the file is not a CZI (it does not start with ZISRAWFILE) or its
+    directory lies beyond the end of the file. Headers that cannot be parsed are left to libCZI to
+    refuse (returns {}).
     """
     size = path.stat().st_size
     try:
@@ -79,7 +82,7 @@ def czi_damage(location: str, path: Path) -> dict[int, str]:
     except InputError as exc:
         raise InputError(location, exc.cause) from exc
     except (OSError, struct.error, ValueError):
-        return {}  # not a ZISRAW file: libCZI says why
+        return {}  # a header that cannot be parsed: libCZI says why
 
 
 def czi_subblocks(path: Path) -> list[Subblock]:
@@ -100,9 +103,10 @@ def czi_scene_damage(damage: Mapping[int, str], czi_scene: int) -> str | None:
 
 
 def _czi_subblocks_beyond(handle: Any, size: int) -> dict[int, str]:
+    handle.seek(0)
+    if handle.read(len(CZI_MAGIC)) != CZI_MAGIC:  # a file named .czi that is not one: not "truncated"
+        raise InputError("", f"not a CZI file: it does not start with a {CZI_MAGIC.decode()} segment")
     header = _read(handle, 0, FILE_HEADER_POSITIONS_AT + FILE_HEADER_POSITIONS.size)
-    if SEGMENT.unpack_from(header)[0].rstrip(b"\0") != b"ZISRAWFILE":
-        raise ValueError("not a CZI file")
     positions = FILE_HEADER_POSITIONS.unpack_from(header, FILE_HEADER_POSITIONS_AT)
     for what, position in zip(HEADER_SEGMENTS, positions, strict=True):
         if position > 0:  # 0: the file has no such segment
