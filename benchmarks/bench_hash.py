@@ -549,6 +549,17 @@ def report(rows: list[Row], command: str, repeat: int, uptimes: tuple[str, str])
     )
 
 
+def compile_bytecode() -> None:
+    """Compile bioiscc's modules once, as `pip install` does for an installed package. An editable
+    install compiles them at import; where PYTHONDONTWRITEBYTECODE is set (this VM sets it) a module
+    changed since its `.pyc` was written is compiled again in every run: 0.05 s of wall time and
+    0.15 s of CPU per command, measured on the small zstd OME-Zarr."""
+    import bioiscc
+
+    package = Path(bioiscc.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command (the median is kept)")
@@ -562,6 +573,7 @@ def main() -> int:
     unknown = set(cases) - set(DEFAULT_CASES) - {"workflow", "isccbio"}
     if unknown:
         parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    compile_bytecode()
     start = uptime()
     rows, identical = case_formats([c for c in cases if c in DEFAULT_CASES], repeat, args.small, args.data)
     paths = data_paths(args.data / ("small" if args.small else "full"))

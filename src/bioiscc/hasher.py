@@ -10,9 +10,10 @@ therefore hashed by two threads while the calling thread reads and decodes (`Thr
   reader that makes three busy threads, which the system spreads over the cores. `compose_sum`
   makes the ISCC-SUM and its units of the two digests exactly as `iscc_sum` does (tested on random
   streams and every vector).
-- The calling thread copies the canonical bytes once, into `bytes` of up to PIECE_BYTES (what the
-  hashers take), and hands each to both threads through queues of QUEUE_DEPTH pieces: memory stays
-  at a few pieces, and a reader that runs ahead waits.
+- The calling thread hands each piece of the stream to both threads through queues of QUEUE_DEPTH
+  pieces: memory stays at a few pieces, and a reader that runs ahead waits. The hashers take
+  `bytes`: `bytes` of up to HANDED_BYTES (written in place by the walk: `bioiscc.handoff`) are
+  handed on as they are, anything else is copied once, into `bytes` of up to PIECE_BYTES.
 - A hash that fails stops both threads and is raised in the calling thread; an error or interrupt
   there stops them too, and none is left running.
 
@@ -40,10 +41,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from . import handoff
+
 #: scenes smaller than this are hashed in the calling thread (their hash takes a few ms)
 THREAD_MIN_BYTES = 16 * 1024 * 1024
 #: the hashing threads take the stream in `bytes` of at most this size...
 PIECE_BYTES = 4 * 1024 * 1024
+#: `bytes` up to this size are taken as they are (a plane decoded into one: bioiscc.handoff)
+HANDED_BYTES = handoff.PLANE_BYTES
 #: ...and each holds at most this many pieces waiting
 QUEUE_DEPTH = 8
 #: how often a waiting hash thread looks whether the hash was stopped
@@ -221,7 +226,7 @@ class ThreadHasher:
 
     def update(self, pieces: Sequence[Any], ends_plane: bool) -> None:
         for piece in pieces:
-            if isinstance(piece, bytes) and len(piece) <= PIECE_BYTES:
+            if isinstance(piece, bytes) and len(piece) <= HANDED_BYTES:
                 self._put(piece)
                 continue
             data = memoryview(piece).cast("B")

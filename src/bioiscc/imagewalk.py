@@ -17,6 +17,13 @@ hands out byte views of its reused buffers (`in_place`). A scene hashed in the c
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
 
+Hashed in other threads, the canonical bytes reach them as `bytes` written in place where the
+interpreter allows (`bioiscc.handoff`), not copied from the walk's buffer: a plane that needs
+converting is converted piece by piece into new `bytes`, and a reader with
+`read_owned(t, c, z, extra, new_array)` decodes a one-sample plane of at most
+handoff.PLANE_BYTES, already big-endian, into memory from `new_array(shape, dtype)`, which is
+then handed over whole.
+
 A stored plane larger than BAND_PLANE_BYTES (a whole-slide image) is hashed in row bands when its
 reader has `read_rows`: the canonical stream is row-major per plane, so bands in order are the same
 bytes. Its samples are interleaved (Y, X, S) but walked one after the other, so the bands of samples
@@ -32,6 +39,7 @@ piece rather than after a whole plane; it needs the GIL after every tile or chun
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import queue
@@ -42,6 +50,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from . import handoff
 from .allocator import tune_allocator
 from .scene import Plane, SceneInfo, SceneReader
 
@@ -98,8 +107,9 @@ class PlaneWalk(Iterator[Plane]):
         """Each plane's canonical bytes, as pieces, in walk order (instead of iterating, not as well).
 
         The pieces are `bytes`, read ahead in a thread where the reader allows. With `in_place`
-        they are byte views that the next item may overwrite, read in this thread: for a hash that
-        runs in other threads (`bioiscc.hasher`) and copies each item before asking for the next.
+        they are read in this thread, for a hash that runs in other threads (`bioiscc.hasher`):
+        `bytes` handed over for good (`bioiscc.handoff`) or byte views that the next item may
+        overwrite, which the hash copies before it asks for the next.
         """
         if self._planes is not None:
             raise RuntimeError("the walk has already been iterated plane by plane")
@@ -111,7 +121,10 @@ class PlaneWalk(Iterator[Plane]):
         read: ReadPlane = (
             self.reader.read if keep else getattr(self.reader, "read_transient", self.reader.read)
         )
-        writer = CanonicalWriter(PIECE_BYTES)
+        handing = in_place and handoff.available()
+        if handing and not keep and _reads_owned(self.reader):
+            read = functools.partial(self.reader.read_owned, new_array=handoff.new_array)  # type: ignore[attr-defined]
+        writer = CanonicalWriter(handoff.PIECE_BYTES if handing else PIECE_BYTES, handoff=handing)
         pieces = writer.buffers if in_place else writer.pieces
         rows = band_height(self.reader)
         chunks: Generator[list[Any], None, None]
@@ -119,7 +132,9 @@ class PlaneWalk(Iterator[Plane]):
             chunks = _banded(self.reader, rows, pieces)
         else:
             chunks = (pieces(plane.data) for plane in _walk(self.reader, read, keep))
-        depth = 0 if in_place else readahead_planes(self.reader)
+        # Views are valid only until the next item, so they are read in this thread; handed `bytes`
+        # stay valid, and may be read ahead.
+        depth = 0 if in_place and not handing else readahead_planes(self.reader)
         if rows:
             depth = min(2, depth)
         return read_ahead(chunks, depth) if depth else chunks
@@ -139,6 +154,17 @@ class PlanePart(list[bytes]):
 def ends_plane(chunk: list[bytes]) -> bool:
     """True when an item of `PlaneWalk.canonical()` completes a plane."""
     return bool(getattr(chunk, "ends_plane", True))
+
+
+def _reads_owned(reader: SceneReader) -> bool:
+    """True when the reader can decode a plane into memory the walk gives it (`read_owned`) and
+    that memory is the plane's canonical bytes as they are: one sample, within handoff.PLANE_BYTES."""
+    info = reader.info
+    return (
+        callable(getattr(reader, "read_owned", None))
+        and info.dims["S"] == 1
+        and info.plane_bytes <= handoff.PLANE_BYTES
+    )
 
 
 def band_height(reader: SceneReader) -> int:
@@ -326,9 +352,10 @@ class CanonicalWriter:
     plane into row ranges of about `piece_bytes`, each one `bytes`.
     """
 
-    def __init__(self, piece_bytes: int = 0) -> None:
+    def __init__(self, piece_bytes: int = 0, handoff: bool = False) -> None:
         self.buffer: np.ndarray | None = None
         self.piece_bytes = piece_bytes
+        self.handoff = handoff
 
     def __call__(self, plane: np.ndarray) -> bytes:
         return self._canonical(plane).tobytes()
@@ -342,28 +369,61 @@ class CanonicalWriter:
         step = max(1, self.piece_bytes // max(1, rows[0].nbytes)) if self.piece_bytes else len(rows)
         return [rows[start : start + step].tobytes() for start in range(0, len(rows), step)]
 
-    def buffers(self, plane: np.ndarray) -> list[memoryview]:
-        """The plane's canonical bytes as one byte view, without a copy to `bytes` (valid until the
-        next call)."""
+    def buffers(self, plane: np.ndarray) -> list[Any]:
+        """The plane's canonical bytes without a copy made for `bytes`: one byte view (valid until
+        the next call) or, with `handoff`, only `bytes` written in place (see bioiscc.handoff): the
+        plane's own when it was decoded into one, else pieces the conversion writes into."""
+        if self.handoff:
+            if self._is_canonical(plane) and (owned := handoff.handed_bytes(plane)) is not None:
+                return [owned]
+            return self._handed_pieces(plane)
         return [self._canonical(plane).data.cast("B")]
+
+    def _handed_pieces(self, plane: np.ndarray) -> list[bytes]:
+        """The plane converted (or copied, when it is canonical already), row range by row range,
+        straight into new `bytes`."""
+        self._check_2d(plane)
+        target = canonical_dtype(plane.dtype)
+        step = max(1, self.piece_bytes // max(1, plane[0].size * target.itemsize))
+        handed: list[bytes] = []
+        for start in range(0, len(plane), step):
+            rows = plane[start : start + step]
+            piece = handoff.new_array(rows.shape, target)
+            _convert(rows, piece)
+            handed.append(handoff.handed_bytes(piece) or piece.tobytes())
+        return handed
 
     def _canonical(self, plane: np.ndarray) -> np.ndarray:
         """The plane as a C-contiguous array of its canonical dtype (the plane itself if it is one)."""
-        if plane.ndim != 2:
-            raise ValueError(f"a plane is 2D, got shape {plane.shape}")
-        target = canonical_dtype(plane.dtype)
-        is_bool = target.kind == "b"
-        if plane.dtype == target and plane.flags.c_contiguous and not is_bool:
+        self._check_2d(plane)
+        if self._is_canonical(plane):
             return plane
+        target = canonical_dtype(plane.dtype)
         if self.buffer is None or self.buffer.shape != plane.shape or self.buffer.dtype != target:
             self.buffer = np.empty(plane.shape, dtype=target)
-        if is_bool:  # a stored bool byte may be other than 00/01 (a Zarr chunk may hold 02): 01
-            np.not_equal(plane.view(np.uint8), 0, out=self.buffer)
-        else:
-            # casting="equiv" allows a change of byte order only: bytes move, values never convert,
-            # so float bit patterns (NaN payloads, -0.0) survive.
-            np.copyto(self.buffer, plane, casting="equiv")
+        _convert(plane, self.buffer)
         return self.buffer
+
+    @staticmethod
+    def _check_2d(plane: np.ndarray) -> None:
+        if plane.ndim != 2:
+            raise ValueError(f"a plane is 2D, got shape {plane.shape}")
+
+    @staticmethod
+    def _is_canonical(plane: np.ndarray) -> bool:
+        """True when the plane's memory is its canonical bytes as they are (bool never: see _convert)."""
+        target = canonical_dtype(plane.dtype)
+        return plane.dtype == target and plane.flags.c_contiguous and target.kind != "b"
+
+
+def _convert(plane: np.ndarray, out: np.ndarray) -> None:
+    """Write the plane's canonical values into `out` (of its canonical dtype and shape)."""
+    if out.dtype.kind == "b":  # a stored bool byte may be other than 00/01 (a Zarr chunk may hold 02): 01
+        np.not_equal(plane.view(np.uint8), 0, out=out)
+    else:
+        # casting="equiv" allows a change of byte order only: bytes move, values never convert,
+        # so float bit patterns (NaN payloads, -0.0) survive.
+        np.copyto(out, plane, casting="equiv")
 
 
 def read_ahead(chunks: Iterator[list[bytes]], depth: int) -> Generator[list[bytes], None, None]:

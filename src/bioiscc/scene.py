@@ -77,10 +77,10 @@ class SceneReader(Protocol):
     before samples are folded in; `extra` holds one index per extra dimension, in reader order.
 
     Optional, for readers that can do better than `read` (callers check with getattr):
-    `read_transient` and `readahead_planes` (see bioiscc.imagewalk); `read_rows(t, c, z, extra, y0,
-    y1)`, rows y0..y1 of a plane as (rows, X, S) without reading the plane whole, with `chunk_rows`,
-    the height of the stored chunks or strips (None when unknown), so that the views can reduce a
-    plane too large for memory band by band.
+    `read_transient`, `read_owned` and `readahead_planes` (see bioiscc.imagewalk);
+    `read_rows(t, c, z, extra, y0, y1)`, rows y0..y1 of a plane as (rows, X, S) without reading the
+    plane whole, with `chunk_rows`, the height of the stored chunks or strips (None when unknown), so
+    that the views can reduce a plane too large for memory band by band.
     """
 
     info: SceneInfo

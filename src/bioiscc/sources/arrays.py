@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,7 +71,7 @@ class ChunkedArrayScene:
         self.plane_perm = [axes.index(a) for a in PLANE_AXES if a in axes]
         self.has_samples = "S" in axes
         self.extra_axes = [a for a in axes if a not in STANDARD_AXES]
-        self.blocks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self.blocks: OrderedDict[tuple[int, ...], np.ndarray | PlaneSplit] = OrderedDict()
         self.capacity = self._capacity()
         self.decoded_bytes = 0
         self.z_axis = axes.index("Z") if "Z" in axes and axes.index("Z") in self.outer else None
@@ -125,14 +125,33 @@ class ChunkedArrayScene:
         """Like `read`, but an evicted block's memory may be decoded into (valid until the next call)."""
         return self._plane(t, c, z, extra, reuse=True)
 
-    def _plane(self, t: int, c: int, z: int, extra: tuple[int, ...], reuse: bool) -> np.ndarray:
+    def read_owned(
+        self, t: int, c: int, z: int, extra: tuple[int, ...], new_array: Callable[..., np.ndarray]
+    ) -> np.ndarray:
+        """Like `read`; a Zarr array read from its chunk files decodes each block into one array
+        per plane from `new_array(shape, dtype)`, memory the caller then owns (a block's memory is
+        never decoded into again); other arrays as `read_transient`."""
+        if not hasattr(self.array, "read_into"):
+            return self.read_transient(t, c, z, extra)
+        return self._plane(t, c, z, extra, reuse=False, new_array=new_array)
+
+    def _plane(
+        self,
+        t: int,
+        c: int,
+        z: int,
+        extra: tuple[int, ...],
+        reuse: bool,
+        new_array: Callable[..., np.ndarray] | None = None,
+    ) -> np.ndarray:
         pos = self._position(t, c, z, extra)
         index = {i: pos[self.axes[i]] for i in self.outer}
         key = tuple(index[i] // self.block_extent[i] for i in self.outer)
         block = self.blocks.get(key)
         if block is None:
             self._evict(z, reuse)
-            block = self._read_block(key, self.spares.pop() if self.spares else None)
+            spare = self.spares.pop() if self.spares and reuse else None
+            block = self._read_block(key, spare, new_array)
             self.blocks[key] = block
         else:
             self.blocks.move_to_end(key)
@@ -166,10 +185,15 @@ class ChunkedArrayScene:
 
     def _drop(self, key: tuple[int, ...], reuse: bool) -> None:
         block = self.blocks.pop(key)
-        if reuse and len(self.spares) < self.capacity:
+        if reuse and isinstance(block, np.ndarray) and len(self.spares) < self.capacity:
             self.spares.append(block)  # decoded into next: no fresh allocation, no page faults
 
-    def _read_block(self, key: tuple[int, ...], spare: np.ndarray | None = None) -> np.ndarray:
+    def _read_block(
+        self,
+        key: tuple[int, ...],
+        spare: np.ndarray | None = None,
+        new_array: Callable[..., np.ndarray] | None = None,
+    ) -> Any:
         selection: list[slice] = []
         for axis, n in enumerate(self.shape):
             if axis in self.block_extent:
@@ -179,7 +203,7 @@ class ChunkedArrayScene:
             else:
                 selection.append(slice(None))
         try:
-            block = self._decode(tuple(selection), spare)
+            block = self._decode(tuple(selection), spare, new_array)
         except Exception as exc:
             where = " ".join(
                 f"{self.axes[axis]}={sel.start}..{sel.stop - 1}"
@@ -190,15 +214,23 @@ class ChunkedArrayScene:
         self.decoded_bytes += block.nbytes
         return block
 
-    def _decode(self, selection: tuple[slice, ...], spare: np.ndarray | None) -> np.ndarray:
-        """The block at `selection`, decoded into `spare` when it fits and the array is zarr's."""
+    def _decode(
+        self,
+        selection: tuple[slice, ...],
+        spare: np.ndarray | None,
+        new_array: Callable[..., np.ndarray] | None = None,
+    ) -> Any:
+        """The block at `selection`, decoded into `spare` when it fits and the array is zarr's, or
+        one array per plane from `new_array` (`read_owned`)."""
         shape = tuple(len(range(*sel.indices(n))) for sel, n in zip(selection, self.shape, strict=True))
         if hasattr(self.array, "read_into"):  # chunk files read without zarr (`zarr_folder`)
             # Big-endian, the byte order of the canonical bytes: the decode threads swap the bytes
             # as they copy each chunk in, and the walk takes the planes without another copy.
             dtype = self.array.dtype.newbyteorder(">") if self.array.dtype.itemsize > 1 else self.array.dtype
-            out = spare
-            if out is None or out.shape != shape or out.dtype != dtype:
+            out: Any = spare
+            if new_array is not None:
+                out = PlaneSplit(shape, self.outer, dtype, new_array)
+            elif out is None or out.shape != shape or out.dtype != dtype:
                 out = np.empty(shape, dtype=dtype)
             self.array.read_into(selection, out)
             return out
@@ -208,6 +240,49 @@ class ChunkedArrayScene:
                 self.array.get_basic_selection(selection, out=out)
                 return spare
         return np.asarray(self.array[selection])
+
+
+class PlaneSplit:
+    """A block held as one array per plane (per index of its non-plane axes), each from
+    `new_array(shape, dtype)`, so that each plane's memory can be handed on alone (bioiscc.handoff).
+
+    It does what reading a block needs of an array: `shape`, `dtype`, `nbytes`, assigning to a
+    region given as slices (or to `...`), and taking a plane with integers for the non-plane axes.
+    """
+
+    def __init__(
+        self, shape: tuple[int, ...], outer: Sequence[int], dtype: Any, new_array: Callable[..., np.ndarray]
+    ) -> None:
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.nbytes = math.prod(shape) * self.dtype.itemsize
+        self.outer = list(outer)
+        self.inner = [axis for axis in range(len(shape)) if axis not in self.outer]
+        plane_shape = tuple(shape[axis] for axis in self.inner)
+        self.planes = {
+            index: new_array(plane_shape, self.dtype)
+            for index in np.ndindex(*(shape[axis] for axis in self.outer))
+        }
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key is Ellipsis:
+            for plane in self.planes.values():
+                plane[...] = value
+            return
+        value = np.asarray(value)
+        ranges = [range(*key[axis].indices(self.shape[axis])) for axis in self.outer]
+        inner_key = tuple(key[axis] for axis in self.inner)
+        for offsets in np.ndindex(*map(len, ranges)):
+            index = tuple(r[o] for r, o in zip(ranges, offsets, strict=True))
+            self.planes[index][inner_key] = value if value.ndim == 0 else value[self._within(offsets)]
+
+    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
+        return self.planes[tuple(key[axis] for axis in self.outer)][tuple(key[axis] for axis in self.inner)]
+
+    def _within(self, offsets: tuple[int, ...]) -> tuple[Any, ...]:
+        """The index of one plane's part in a value that spans the region's non-plane axes."""
+        place = dict(zip(self.outer, offsets, strict=True))
+        return tuple(place.get(axis, slice(None)) for axis in range(len(self.shape)))
 
 
 def _zarr_buffer(array: Any, spare: np.ndarray) -> Any | None:

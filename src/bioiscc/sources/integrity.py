@@ -453,8 +453,9 @@ class ChunkBombError(ValueError):
 
 
 def inflate_bounded(codec: Any, data: Any, expected: int, out: Any = None) -> Any:
-    """`data` decoded by the numcodecs `codec`, never more than `expected` bytes held (decoded into
-    `out`, `expected` bytes, where the codec decodes into a buffer).
+    """`data` decoded by `codec` (numcodecs', or one with its `codec_id` and `decode`), never more
+    than `expected` bytes held (decoded into `out`, `expected` bytes, where the codec decodes into a
+    buffer).
 
     zlib and gzip streams are inflated with a cap; Zstandard, Blosc and LZ4 decode into a buffer of
     the chunk's size, which they refuse to overrun. A chunk that would inflate further is a
@@ -478,7 +479,7 @@ def inflate_bounded(codec: Any, data: Any, expected: int, out: Any = None) -> An
         )
     try:
         return codec.decode(data, out=np.empty(expected, dtype=np.uint8) if out is None else out)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # numcodecs raises ValueError, imagecodecs RuntimeError
         if "too small" in str(exc):
             raise ChunkBombError(
                 f"corrupt: a {codec_id} chunk inflates beyond the chunk's {expected} bytes"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,17 @@ class PageScene:
         if self.buffer is None or self.buffer.shape != shape or self.buffer.dtype != dtype:
             self.buffer = np.empty(shape, dtype=dtype)
         return self._read(page, self.buffer, segments)
+
+    def read_owned(
+        self, t: int, c: int, z: int, extra: tuple[int, ...], new_array: Callable[..., np.ndarray]
+    ) -> np.ndarray:
+        """Like `read`, a compressed page decoded big-endian into `new_array(shape, dtype)`, memory
+        the caller then owns; other pages as `read_transient`."""
+        page = self._page(t, c, z, extra)
+        if not page_decodable(page):
+            return self.read_transient(t, c, z, extra)
+        out = new_array(tuple(page.shape), canonical_dtype(np.dtype(page.dtype)))
+        return self._read(page, out, True)
 
     def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
         position = plane_position(t, c, z, self.extra_axes, extra)

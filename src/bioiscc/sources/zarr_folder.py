@@ -1,14 +1,15 @@
 """A Zarr store in a local folder, read without the zarr package where it is plain.
 
 Groups are JSON files (`.zgroup` and `.zattrs` in Zarr v2, `zarr.json` in v3), read here. An array
-whose layout is plain is read chunk file by chunk file and decoded with numcodecs, the codec library
-zarr itself uses: numeric dtype, one file per chunk, no filters, and no compressor or one of the
-bounded ones (Zarr v2: C or F order, zlib, gzip, zstd, blosc or lz4, as nearly every NGFF 0.4 store
-has; Zarr v3: a regular grid, the `bytes` codec, then zstd, gzip or blosc, as NGFF 0.5 stores have,
-the chunks in files of their own or in shards). A shard's index (the offset and size of each inner
-chunk, at its end or start, little-endian, with or without its CRC32C, as the Zarr v3 sharding
-codec defines it) is read once per shard, and only the inner chunks a read needs are read. Every
-other array (transposes, chunk checksums, filters, object dtypes) is opened with zarr.
+whose layout is plain is read chunk file by chunk file and decoded here (Zstandard by imagecodecs,
+zlib and gzip by Python's zlib, Blosc and LZ4 by numcodecs, the codec library zarr itself uses):
+numeric dtype, one file per chunk, no filters, and no compressor or one of the bounded ones (Zarr
+v2: C or F order, zlib, gzip, zstd, blosc or lz4, as nearly every NGFF 0.4 store has; Zarr v3: a
+regular grid, the `bytes` codec, then zstd, gzip or blosc, as NGFF 0.5 stores have, the chunks in
+files of their own or in shards). A shard's index (the offset and size of each inner chunk, at its
+end or start, little-endian, with or without its CRC32C, as the Zarr v3 sharding codec defines it)
+is read once per shard, and only the inner chunks a read needs are read. Every other array
+(transposes, chunk checksums, filters, object dtypes) is opened with zarr.
 
 Why: importing zarr takes 0.25-0.4 s, and its asynchronous read path spent more CPU on event-loop
 bookkeeping, fresh chunk buffers and a copy per chunk than on decoding. `bioiscc hash` of 512 MiB of
@@ -123,7 +124,7 @@ class ChunkLayout:
     order: str  # "C" or "F": the order of a chunk's decoded bytes
     key_prefix: str  # "c" + separator for Zarr v3's default chunk keys, else ""
     separator: str
-    compressor: Any  # a numcodecs codec, or None
+    compressor: Any  # a codec (`_codec`), or None
     #: Zarr v3 shards: the shape of a shard (one file of `chunks`-sized inner chunks), else None
     shards: tuple[int, ...] | None = None
     index_at_end: bool = True  # where a shard keeps its index of inner chunks
@@ -300,9 +301,12 @@ class ChunkFileArray:
 
     @property
     def reader(self) -> str:
-        from importlib.metadata import version
+        """The library that decodes the chunks, and its version."""
+        if self.compressor is None:
+            from .._version import __version__
 
-        return f"numcodecs {version('numcodecs')}"
+            return f"bioiscc {__version__} (uncompressed chunks)"
+        return str(getattr(self.compressor, "library", None) or _numcodecs_name())
 
     def __getitem__(self, selection: Any) -> np.ndarray:
         parts = selection if isinstance(selection, tuple) else (selection,)
@@ -465,17 +469,82 @@ class ChunkFileArray:
 
 @functools.cache
 def _crc32c() -> Any:
-    from numcodecs import CRC32C
+    """A checker of data that ends with its CRC32C (little-endian), as Zarr's sharding index does:
+    `decode(data)` gives the data without it, or raises."""
+    try:
+        import google_crc32c  # what zarr itself requires: about 4 ms to import, numcodecs 50
+    except ImportError:
+        from numcodecs import CRC32C
 
-    return CRC32C()
+        return CRC32C()
+    return _TrailingCrc32c(google_crc32c.value)
+
+
+@dataclass(frozen=True)
+class _TrailingCrc32c:
+    checksum: Any
+
+    def decode(self, data: bytes) -> bytes:
+        body, stored = data[:-4], int.from_bytes(data[-4:], "little")
+        if len(data) < 4 or self.checksum(body) != stored:
+            raise ValueError("the stored CRC32C does not match the data")
+        return body
 
 
 def _codec(config: Mapping[str, Any] | None) -> Any:
+    """The compressor of an array's chunks. Zstandard (most NGFF stores), zlib and gzip are decoded
+    without numcodecs, whose import (with its registry of entry points) took about 50 ms of every
+    hash of a store: Zstandard by imagecodecs, zlib and gzip by Python's zlib (`inflate_bounded`)."""
     if config is None:
         return None
+    codec_id = config.get("id")
+    if codec_id in ("zlib", "gzip"):
+        return _Inflated(codec_id)
+    if codec_id == "zstd":
+        try:
+            import imagecodecs
+
+            return _ImagecodecsZstd(imagecodecs.zstd_decode, f"imagecodecs {imagecodecs.__version__}")
+        except (ImportError, AttributeError):
+            pass
     import numcodecs
 
     return numcodecs.get_codec(dict(config))
+
+
+@dataclass(frozen=True)
+class _Inflated:
+    """zlib or gzip chunks: `inflate_bounded` inflates them with Python's zlib, by `codec_id`."""
+
+    codec_id: str
+
+    @property
+    def library(self) -> str:
+        import zlib
+
+        return f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
+
+    def decode(self, data: Any, out: Any = None) -> Any:
+        raise NotImplementedError("inflate_bounded inflates zlib and gzip chunks")
+
+
+@dataclass(frozen=True)
+class _ImagecodecsZstd:
+    """Zstandard chunks decoded by imagecodecs into the caller's buffer (which it will not overrun:
+    a chunk that would is an error that `inflate_bounded` reports)."""
+
+    zstd_decode: Any
+    library: str
+    codec_id: str = "zstd"
+
+    def decode(self, data: Any, out: Any = None) -> Any:
+        return self.zstd_decode(data, out=out)
+
+
+def _numcodecs_name() -> str:
+    from importlib.metadata import version
+
+    return f"numcodecs {version('numcodecs')}"
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}

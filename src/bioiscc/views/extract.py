@@ -98,10 +98,10 @@ class ViewTap:
     """Feeds a plan from the planes a reader reads while an IMAGEWALK hashes them.
 
     `reader()` wraps the scene reader: each stored plane it reads (with `read`, or `read_transient`
-    when the wrapped reader has it) is binned for the plan, if the plan wants it, before it is handed
-    on. The walk may read in a background thread; the plan is then fed from that one thread, in walk
-    order. (A thread of its own for the binning was tried: with the hash holding the GIL while it
-    updates, it was slower.)
+    or `read_owned` when the wrapped reader has them) is binned for the plan, if the plan wants it,
+    before it is handed on. The walk may read in a background thread; the plan is then fed from that
+    one thread, in walk order. (A thread of its own for the binning was tried: with the hash holding
+    the GIL while it updates, it was slower.)
     """
 
     def __init__(self, info: SceneInfo, strategies: Sequence[str], max_views: int) -> None:
@@ -159,6 +159,9 @@ class _TappedReader:
         transient = getattr(reader, "read_transient", None)
         if callable(transient):
             self.read_transient = self._tapped(transient)
+        owned = getattr(reader, "read_owned", None)
+        if callable(owned):
+            self.read_owned = self._tapped(owned)
         rows = getattr(reader, "read_rows", None)
         if callable(rows):
             self.read_rows = self._tapped_rows(rows)
@@ -167,8 +170,8 @@ class _TappedReader:
         return self._tapped(self.wrapped.read)(t, c, z, extra)
 
     def _tapped(self, read: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        def tapped(t: int, c: int, z: int, extra: tuple[int, ...]) -> np.ndarray:
-            stored = read(t, c, z, extra)
+        def tapped(t: int, c: int, z: int, extra: tuple[int, ...], **options: Any) -> np.ndarray:
+            stored = read(t, c, z, extra, **options)
             if stored.ndim == 3:
                 self.view_tap.feed(t, c, z, extra, stored)
             return stored
