@@ -335,6 +335,11 @@ def test_output_never_replaces_a_list_an_index_or_a_batch(tmp_path: Path) -> Non
         bioiscc("similar", str(index), "--tsv", str(tmp_path / "o"), "--json", str(tmp_path / "o")),
         "o: is given as two outputs",
     )
+    for args in (
+        ("similar", str(index), "--tsv", "-", "--json", "-"),
+        ("index", str(container), "--tsv", "-", "--jsonl", "-"),
+    ):
+        one_line_failure(bioiscc(*args), "standard output ('-') is given as two outputs")
     assert {path: path.read_bytes() for path in kept} == kept
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
 

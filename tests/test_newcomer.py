@@ -327,11 +327,15 @@ def test_scene_thumbnails_of_same_stem_do_not_collide(tmp_path: Path) -> None:
 def test_summaries_count_in_the_singular() -> None:
     from bioiscc.cli_workflow import summary_line
 
-    row = {"input": "a.tif", "status": "ok", "views_status": "ok"}
+    row = {"input": "a.tif", "scene": 0, "status": "ok", "views_status": "ok"}
     assert summary_line([row], 1, with_views=True) == (
         "bioiscc index: 1 input, 1 scene: 1 done, 0 failed; views: 1 done, 0 failed"
     )
     assert summary_line([row, {**row, "input": "b.tif"}], 2).startswith("bioiscc index: 2 inputs, 2 scenes:")
+    unread = {"input": "c.tif", "scene": None, "status": "failed", "views_status": None}
+    assert summary_line([row, unread], 2) == (
+        "bioiscc index: 2 inputs, 1 scene: 1 done, 0 failed; 1 input failed as a whole (failed: c.tif)"
+    )
 
 
 # ---- every `bioiscc` command line the READMEs show, run on the bundled data ----

@@ -479,6 +479,29 @@ def test_mix_refuses_missing_pngs_and_wrong_scene_records(vectors_dir: Path, tmp
     )
 
 
+def test_mix_reads_pngs_of_its_folder_only_and_views_of_its_algorithm(
+    vectors_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "v"
+    run_cli("extract-views", str(vectors_dir / "u8_2d.tif"), "-o", str(folder), check=True)
+    record = json.loads((folder / "views.json").read_text())
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((folder / record["views"][0]["png"]).read_bytes())
+    for png, cause in (
+        ("../outside.png", "is not in the views folder"),
+        (str(outside), "is not in the views folder"),
+    ):
+        changed = {**record, "views": [{**record["views"][0], "png": png}, *record["views"][1:]]}
+        (folder / "views.json").write_text(json.dumps(changed))
+        result = run_cli("mix", str(folder / "views.json"))
+        assert result.returncode == 1 and cause in result.stderr and result.stderr.count("\n") == 1
+    (folder / "views.json").write_text(json.dumps({**record, "views_algorithm": "bioiscc-views/9"}))
+    result = run_cli("mix", str(folder / "views.json"))
+    assert result.returncode == 1 and "views of algorithm 'bioiscc-views/9'" in result.stderr
+    (folder / "views.json").write_text(json.dumps(record))
+    assert run_cli("mix", str(folder / "views.json")).returncode == 0
+
+
 def test_views_and_scenes_and_thumb_commands(vectors_dir: Path, tmp_path: Path) -> None:
     source = str(vectors_dir / "multiscene.ome.tif")
     result = run_cli("views", "-n", "5", "-o", str(tmp_path / "v"), "--", source, check=True)

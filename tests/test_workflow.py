@@ -409,8 +409,8 @@ def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
     assert broken["views_status"] == "failed" and "corrupt or truncated TIFF" in broken["views_error"]
     assert all(row["status"] == row["views_status"] == "ok" for row in rows if row["input"] != "broken.tif")
     assert (
-        "bioiscc index: 8 inputs, 9 scenes: 8 done, 1 failed; views: 8 done, 1 failed (failed: broken.tif)"
-        in output
+        "bioiscc index: 8 inputs, 8 scenes: 8 done, 0 failed; 1 input failed as a whole; "
+        "views: 8 done, 0 failed (failed: broken.tif)" in output
     )
     tsv = (workspace / "results" / "index.tsv").read_text()
     assert "broken.tif\t\t\tfailed" in tsv

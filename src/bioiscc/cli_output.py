@@ -67,6 +67,9 @@ def refuse_clashing_outputs(params: list[click.Parameter], values: dict[str, Any
     """OutputError when an OutputFile value is the same file as another argument's value."""
     inputs: set[Any] = set()
     outputs: set[Any] = set()
+    to_stdout = [p for p in params if isinstance(p.type, OutputFile) and _is_stdout(values, p)]
+    if len(to_stdout) > 1:  # their lines would interleave
+        raise OutputError("standard output ('-') is given as two outputs of this command")
     for param in sorted(params, key=lambda p: isinstance(p.type, OutputFile)):  # inputs first
         for name in _file_names(values.get(param.name or "")):
             identity = _identity(name)
@@ -78,6 +81,11 @@ def refuse_clashing_outputs(params: list[click.Parameter], values: dict[str, Any
                 raise OutputError(f"{name}: is given as two outputs of this command")
             else:
                 outputs.add(identity)
+
+
+def _is_stdout(values: dict[str, Any], param: click.Parameter) -> bool:
+    value = values.get(param.name or "")
+    return isinstance(value, (str, os.PathLike)) and os.fsdecode(value) == "-"
 
 
 def _file_names(value: Any) -> Iterator[str]:

@@ -512,14 +512,17 @@ def summary_line(
 ) -> str:
     from .output import plural
 
-    done = sum(row["status"] == "ok" for row in rows)
+    scenes = [row for row in rows if row["scene"] is not None]  # the others: inputs not read at all
+    done = sum(row["status"] == "ok" for row in scenes)
     line = (
-        f"bioiscc index: {plural(inputs, 'input')}, {plural(len(rows), 'scene')}: "
-        f"{done} done, {len(rows) - done} failed"
+        f"bioiscc index: {plural(inputs, 'input')}, {plural(len(scenes), 'scene')}: "
+        f"{done} done, {len(scenes) - done} failed"
     )
+    if len(scenes) < len(rows):
+        line += f"; {plural(len(rows) - len(scenes), 'input')} failed as a whole"
     if with_views:
-        views_done = sum(row["views_status"] == "ok" for row in rows)
-        line += f"; views: {views_done} done, {len(rows) - views_done} failed"
+        views_done = sum(row["views_status"] == "ok" for row in scenes)
+        line += f"; views: {views_done} done, {len(scenes) - views_done} failed"
     failed = sorted({row["input"] for row in rows if _row_state(row) == "failed"})
     if failed:
         more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""

@@ -21,7 +21,7 @@ from ..errors import InputError, describe
 from ..imagewalk import iter_planes
 from ..scene import SceneInfo, Source
 from ..sumcode import SumCode, hash_planes
-from . import records
+from . import VIEWS_ALGORITHM, records
 from .extract import DEFAULT_MAX_VIEWS, DEFAULT_STRATEGIES, SceneViews, ViewTap, read_views
 from .imagecode import DEFAULT_BITS, composite_code, image_code, mixed_code
 from .normalize import gray_of
@@ -252,6 +252,9 @@ def mix(
     """
     if views_record.get("kind") != records.VIEWS:
         raise InputError(where, f"not a views record (kind {views_record.get('kind')!r})")
+    algorithm = views_record.get("views_algorithm")
+    if algorithm != VIEWS_ALGORITHM:  # the image record would claim views of another algorithm
+        raise InputError(where, f"views of algorithm {algorithm!r}; this bioiscc mixes {VIEWS_ALGORITHM!r}")
     origin = Origin(
         str(views_record.get("source") or where), views_record.get("format"), views_record.get("reader")
     )
@@ -285,7 +288,10 @@ def _coded_entries(
     for view in views_record.get("views") or []:
         if not view.get("png"):
             raise InputError(where, f"view {view.get('id')!r} has no PNG")
-        path = folder / str(view["png"])
+        name = str(view["png"])
+        if Path(name).is_absolute() or ".." in Path(name).parts:  # written under the folder, by views
+            raise InputError(where, f"view {view.get('id')!r}: PNG {name!r} is not in the views folder")
+        path = folder / name
         try:
             image = read_png(path)
         except FileNotFoundError as exc:
