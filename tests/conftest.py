@@ -21,6 +21,21 @@ REPO = Path(__file__).resolve().parent.parent
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
+#: how the threaded hash gets its bytes (bioiscc.handoff): copied; handed as decoded (whole planes);
+#: handed in small pieces only (planes converted or copied into new `bytes` of about 1000 bytes)
+HANDOFF_MODES = ["copied", "handed", "handed-pieces"]
+
+
+def use_handoff(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Set one of HANDOFF_MODES for the rest of a test."""
+    from bioiscc import handoff
+
+    monkeypatch.setenv("BIOISCC_HANDOFF", "0" if mode == "copied" else "1")
+    if mode == "handed-pieces":
+        monkeypatch.setattr(handoff, "HANDED_PIECE_BYTES", 1000)
+        monkeypatch.setattr(handoff, "HANDED_PLANE_BYTES", 1000)
+
+
 def samples_root() -> Path:
     return Path(os.environ.get("BIOISCC_SAMPLES", REPO.parent / "shared" / "samples")).resolve()
 

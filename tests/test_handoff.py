@@ -110,3 +110,61 @@ def test_codes_are_the_same_with_and_without(tmp_path: Path, monkeypatch: pytest
         simprints = [s["simprint"] for s in record["simprints"]]
         results[setting] = (record["iscc_code"], record["units"], simprints)
     assert results["1"] == results["0"]
+
+
+def test_handed_memory_is_read_only() -> None:
+    array = handoff.new_array((2, 3), "u1")
+    array[...] = 5
+    view = array[:, ::-1]  # a view made before, too: it shares the flag's owner chain
+    assert handoff.handed_bytes(array) == bytes([5] * 6)
+    with pytest.raises(ValueError, match="read-only"):
+        array[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        array.reshape(6)[0] = 1
+    assert view.flags.writeable  # only what the walk hands is frozen; the reader freezes its own
+
+
+def zarr_store(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> Path:
+    zarr = pytest.importorskip("zarr")
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = root.create_array("0", shape=data.shape, chunks=chunks, dtype=data.dtype)
+    array[...] = data
+    names = "tczyx"[-data.ndim :]
+    axes = [{"name": n, "type": "time" if n == "t" else "channel" if n == "c" else "space"} for n in names]
+    scale = [{"type": "scale", "scale": [1.0] * data.ndim}]
+    root.attrs["multiscales"] = [
+        {"version": "0.4", "axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+    ]
+    return path
+
+
+@pytest.mark.parametrize("chunks", [(1, 1, 40, 24), (2, 3, 16, 16), (3, 4, 40, 24)])
+def test_zarr_blocks_of_planes_are_handed_and_stay_valid(tmp_path: Path, chunks: tuple[int, ...]) -> None:
+    """Chunks of one plane, and chunks spanning several planes in C and Z (blocks of planes)."""
+    store = zarr_store(tmp_path / "image.ome.zarr", image().astype("<u2"), chunks)
+    with bioiscc.open_source(store) as source:
+        (info,) = source.scenes()
+        items = list(iter_planes(source.open_scene(info)).canonical(in_place=True))
+    pieces = [piece for item in items for piece in item]
+    assert all(isinstance(piece, bytes) for piece in pieces)
+    assert len(pieces) == len(items) == 3 * 4  # each plane handed whole, as decoded
+    expected = b"".join(canonical_bytes(p) for p in np.moveaxis(image(), 1, 0).reshape(-1, 40, 24))
+    assert b"".join(pieces) == expected
+
+
+@pytest.mark.parametrize("mode", ["copied", "handed", "handed-pieces"])
+@pytest.mark.parametrize("shape", [(2, 0, 5), (2, 5, 0)])
+def test_planes_without_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, shape: tuple[int, ...]
+) -> None:
+    """A plane of no pixels has no bytes: the code of the empty stream, whichever path hashes it."""
+    from bioiscc.hasher import core
+    from tests.conftest import use_handoff
+
+    store = zarr_store(tmp_path / "empty.ome.zarr", np.zeros(shape, "<u2"), (1, 1, 5))
+    use_handoff(monkeypatch, mode)
+    empty = core().IsccSumProcessor().result(wide=True, add_units=True).iscc
+    for threads in ("0", "always"):
+        monkeypatch.setenv("BIOISCC_HASH_THREADS", threads)
+        (record,) = bioiscc.hash_scenes(store, simprints=True)
+        assert (record["status"], record["iscc_code"], len(record["simprints"])) == ("ok", empty, 2)

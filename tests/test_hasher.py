@@ -23,17 +23,18 @@ from bioiscc.hasher import LocalHasher, ThreadHasher, compose_sum, core
 from bioiscc.scene import SceneInfo, make_dims
 from bioiscc.sources import open_source
 from bioiscc.sumcode import hash_planes
-from tests.conftest import VECTORS
+from tests.conftest import HANDOFF_MODES, VECTORS, use_handoff
 
 EXPECTED = json.loads((VECTORS / "expected.json").read_text())
 
 
-@pytest.fixture
-def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=HANDOFF_MODES)
+def small_pieces(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Threads for every scene, with pieces smaller than a plane and queues of only two of them."""
     monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
     monkeypatch.setattr(hasher, "PIECE_BYTES", 1000)
     monkeypatch.setattr(hasher, "QUEUE_DEPTH", 2)
+    use_handoff(monkeypatch, request.param)
 
 
 def hashing_threads() -> list[str]:

@@ -19,6 +19,7 @@ from bioiscc import hasher, imagewalk
 from bioiscc.sources import open_source
 from bioiscc.sources import tiff as tiff_source
 from bioiscc.sources.tiff_segments import decodable
+from tests.conftest import HANDOFF_MODES, use_handoff
 
 CODECS: list[tuple[str, dict[str, Any]]] = [
     ("zstd", {"compression": "zstd", "tile": (32, 32)}),
@@ -43,12 +44,13 @@ def compressed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture
-def threads_always(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=HANDOFF_MODES)
+def threads_always(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Hash every scene in threads, in pieces smaller than a plane."""
     monkeypatch.setenv("BIOISCC_HASH_THREADS", "always")
     monkeypatch.setattr(hasher, "PIECE_BYTES", 1000)  # planes of 6,144 bytes in several pieces
     monkeypatch.setattr(hasher, "QUEUE_DEPTH", 2)
+    use_handoff(monkeypatch, request.param)
 
 
 def codes(path: Path) -> list[tuple[str, list[str]]]:

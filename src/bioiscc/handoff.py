@@ -9,7 +9,8 @@ the storage of a new `bytes` object, and that object is what the hash threads ge
 This is the C API's own way of building a `bytes` (`PyBytes_FromStringAndSize(NULL, n)` gives one
 whose contents are "uninitialized", to be filled before it is shared), called through ctypes. The
 rule that makes it safe: an array from `new_array` is written only until `handed_bytes` takes its
-bytes, and never after; the walk asks for a new array for every plane or piece.
+bytes, and never after (`handed_bytes` makes the array read-only, so that a stray write raises);
+the walk asks for a new array for every plane or piece.
 
 Where ctypes cannot reach the C API (not CPython) or `BIOISCC_HANDOFF=0`, `available()` is False
 and the walk copies as before.
@@ -24,19 +25,28 @@ from typing import Any
 
 import numpy as np
 
-#: the walk cuts a converted plane into pieces of at most this size...
-PIECE_BYTES = 4 * 1024 * 1024
-#: ...and a reader decodes a whole plane into one new `bytes` up to this size; the hash threads take
+#: a plane that needs converting is converted into new `bytes` of about this size (whole rows)
+HANDED_PIECE_BYTES = 4 * 1024 * 1024
+#: a reader decodes a one-sample plane into one new `bytes` up to this size; the hash threads take
 #: `bytes` up to this size as they are (each queues at most hasher.QUEUE_DEPTH of them)
-PLANE_BYTES = 8 * 1024 * 1024
+HANDED_PLANE_BYTES = 8 * 1024 * 1024
 
 
-class _Storage(ctypes.Array):  # type: ignore[type-arg]
-    """Base of the ctypes views over a `bytes` object's storage; keeps the object alive."""
+class _Storage:
+    """The storage of one `bytes` object as numpy sees it (`np.asarray` of it is a uint8 array
+    over that memory, whose base this is); keeps the `bytes` alive."""
 
-    _type_ = ctypes.c_char
-    _length_ = 0
-    owner: bytes
+    __slots__ = ("owner", "address", "__array_interface__")
+
+    def __init__(self, owner: bytes, address: int) -> None:
+        self.owner = owner
+        self.address = address
+        self.__array_interface__ = {
+            "version": 3,
+            "data": (address, False),  # writable
+            "shape": (len(owner),),
+            "typestr": "|u1",
+        }
 
 
 @functools.cache
@@ -68,47 +78,28 @@ def new_array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     dtype = np.dtype(dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if not size:
-        return np.empty(shape, dtype)  # the empty `bytes` is a shared object
+        return np.empty(shape, dtype)  # the empty `bytes` is a shared object: never written
     owner = new(None, size)
-    storage = _storage_type(size).from_address(address(owner))
-    if os.environ.get("XHUGE") == "1" and size >= 4 * 1024 * 1024:
-        _huge(address(owner), size)
-    storage.owner = owner  # the array keeps the view alive, and the view the bytes
-    buffer: Any = storage  # numpy's stubs do not list ctypes arrays, which export the buffer protocol
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
-
-
-@functools.cache
-def _storage_type(size: int) -> type[_Storage]:
-    return type(f"Storage{size}", (_Storage,), {"_length_": size})
+    return np.asarray(_Storage(owner, address(owner))).view(dtype).reshape(shape)
 
 
 def handed_bytes(array: np.ndarray) -> bytes | None:
     """The `bytes` whose storage `array` is, when it is all of it (from `new_array`), else None.
 
-    Once called, the array must not be written again: the bytes may be read by another thread.
+    The array is made read-only first: from now on the bytes may be read by another thread, and
+    a write through this array (or a view made of it later) raises rather than changes them.
     """
     base: Any = array
     while isinstance(base, np.ndarray):
         base = base.base
-    owner = getattr(base, "owner", None) if isinstance(base, _Storage) else None
+    if not isinstance(base, _Storage):
+        return None
+    owner = base.owner
     if (
-        isinstance(owner, bytes)
-        and len(owner) == array.nbytes
-        and array.flags.c_contiguous
-        and array.__array_interface__["data"][0] == ctypes.addressof(base)
+        len(owner) != array.nbytes
+        or not array.flags.c_contiguous
+        or array.__array_interface__["data"][0] != base.address
     ):
-        return owner
-    return None
-
-
-_libc = ctypes.CDLL(None)
-_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-
-
-def _huge(start: int, size: int) -> None:
-    page = 2 * 1024 * 1024
-    first = (start + page - 1) // page * page
-    last = (start + size) // page * page
-    if last > first:
-        _libc.madvise(first, last - first, 14)
+        return None
+    array.flags.writeable = False
+    return owner

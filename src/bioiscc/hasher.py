@@ -11,9 +11,11 @@ therefore hashed by two threads while the calling thread reads and decodes (`Thr
   makes the ISCC-SUM and its units of the two digests exactly as `iscc_sum` does (tested on random
   streams and every vector).
 - The calling thread hands each piece of the stream to both threads through queues of QUEUE_DEPTH
-  pieces: memory stays at a few pieces, and a reader that runs ahead waits. The hashers take
-  `bytes`: `bytes` of up to HANDED_BYTES (written in place by the walk: `bioiscc.handoff`) are
-  handed on as they are, anything else is copied once, into `bytes` of up to PIECE_BYTES.
+  pieces (of up to HANDED_BYTES): a reader that runs ahead waits. What the walk itself reads
+  ahead comes on top (its `readahead_planes`: up to 256 MiB of planes for a Zarr block reader).
+  The hashers take `bytes`: `bytes` of up to HANDED_BYTES (written in place by the walk:
+  `bioiscc.handoff`) are handed on as they are, anything else is copied once, into `bytes` of up
+  to PIECE_BYTES.
 - A hash that fails stops both threads and is raised in the calling thread; an error or interrupt
   there stops them too, and none is left running.
 
@@ -48,7 +50,7 @@ THREAD_MIN_BYTES = 16 * 1024 * 1024
 #: the hashing threads take the stream in `bytes` of at most this size...
 PIECE_BYTES = 4 * 1024 * 1024
 #: `bytes` up to this size are taken as they are (a plane decoded into one: bioiscc.handoff)
-HANDED_BYTES = handoff.PLANE_BYTES
+HANDED_BYTES = handoff.HANDED_PLANE_BYTES
 #: ...and each holds at most this many pieces waiting
 QUEUE_DEPTH = 8
 #: how often a waiting hash thread looks whether the hash was stopped
@@ -199,7 +201,9 @@ def _sum_digest(processor: Any) -> bytes:
 
 
 class ThreadHasher:
-    """Hashes in two threads with iscc-lib; `update` takes any buffers (copied before it returns)."""
+    """Hashes in two threads with iscc-lib. `update` takes `bytes` up to HANDED_BYTES by reference
+    (the caller never writes them again: `bytes` are immutable, and handed memory is read-only,
+    see bioiscc.handoff) and any other buffer as a copy, made before it returns."""
 
     def __init__(self, *, simprints: bool, wide: bool) -> None:
         _hashers()  # an iscc-lib that cannot be imported is an ImportError here, not in a thread

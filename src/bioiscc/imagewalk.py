@@ -5,9 +5,9 @@
 Each plane is written row-major, every pixel big-endian in its own type, nothing else.
 
 Hashing consumes `PlaneWalk.canonical()`: per plane, its canonical bytes as a few pieces. A large
-scene is hashed in two other threads (`bioiscc.hasher`): the walk then runs in this thread and
-hands out byte views of its reused buffers (`in_place`). A scene hashed in the calling thread gets
-`bytes` pieces, and two optional reader attributes make that fast; the stream is the same either way:
+scene is hashed in two other threads (`bioiscc.hasher`, `in_place`); a smaller one in the calling
+thread. Either way the pieces are `bytes`, and optional reader attributes make that fast; the
+stream is the same whichever path is taken:
 
 - `readahead_planes: int`: planes the walk may read and convert in a background thread while the
   caller hashes. Reading, decompressing and byte-swapping release the GIL, so on two cores they
@@ -18,11 +18,14 @@ hands out byte views of its reused buffers (`in_place`). A scene hashed in the c
   which saves allocating (and page-faulting) every plane.
 
 Hashed in other threads, the canonical bytes reach them as `bytes` written in place where the
-interpreter allows (`bioiscc.handoff`), not copied from the walk's buffer: a plane that needs
-converting is converted piece by piece into new `bytes`, and a reader with
-`read_owned(t, c, z, extra, new_array)` decodes a one-sample plane of at most
-handoff.PLANE_BYTES, already big-endian, into memory from `new_array(shape, dtype)`, which is
-then handed over whole.
+interpreter allows (`bioiscc.handoff`), not copied again: a plane that needs converting (or that
+is the reader's reused buffer) is converted or copied, piece by piece, into new `bytes`, and a
+reader with `read_owned(t, c, z, extra, new_array)` may decode a one-sample plane of at most
+handoff.HANDED_PLANE_BYTES, already big-endian, into memory from `new_array(shape, dtype)`, which is
+then handed over whole, never to be written again. Handed `bytes` stay valid, so the walk reads
+ahead for this hash too (`readahead_planes`); where handing is not available
+(`BIOISCC_HANDOFF=0`), the walk runs in the calling thread and hands out byte views of its reused
+buffers, which the hash copies before it asks for the next item.
 
 A stored plane larger than BAND_PLANE_BYTES (a whole-slide image) is hashed in row bands when its
 reader has `read_rows`: the canonical stream is row-major per plane, so bands in order are the same
@@ -106,10 +109,11 @@ class PlaneWalk(Iterator[Plane]):
     def canonical(self, in_place: bool = False) -> Generator[list[Any], None, None]:
         """Each plane's canonical bytes, as pieces, in walk order (instead of iterating, not as well).
 
-        The pieces are `bytes`, read ahead in a thread where the reader allows. With `in_place`
-        they are read in this thread, for a hash that runs in other threads (`bioiscc.hasher`):
-        `bytes` handed over for good (`bioiscc.handoff`) or byte views that the next item may
-        overwrite, which the hash copies before it asks for the next.
+        The pieces are `bytes`, read ahead in a thread where the reader allows. With `in_place`,
+        for a hash that runs in other threads (`bioiscc.hasher`), they are `bytes` handed over for
+        good (`bioiscc.handoff`), read ahead likewise; or, where handing is not available, byte
+        views that the next item may overwrite, read in this thread, which the hash copies before
+        it asks for the next.
         """
         if self._planes is not None:
             raise RuntimeError("the walk has already been iterated plane by plane")
@@ -124,7 +128,7 @@ class PlaneWalk(Iterator[Plane]):
         handing = in_place and handoff.available()
         if handing and not keep and _reads_owned(self.reader):
             read = functools.partial(self.reader.read_owned, new_array=handoff.new_array)  # type: ignore[attr-defined]
-        writer = CanonicalWriter(handoff.PIECE_BYTES if handing else PIECE_BYTES, handoff=handing)
+        writer = CanonicalWriter(handoff.HANDED_PIECE_BYTES if handing else PIECE_BYTES, handoff=handing)
         pieces = writer.buffers if in_place else writer.pieces
         rows = band_height(self.reader)
         chunks: Generator[list[Any], None, None]
@@ -158,12 +162,12 @@ def ends_plane(chunk: list[bytes]) -> bool:
 
 def _reads_owned(reader: SceneReader) -> bool:
     """True when the reader can decode a plane into memory the walk gives it (`read_owned`) and
-    that memory is the plane's canonical bytes as they are: one sample, within handoff.PLANE_BYTES."""
+    that memory is the plane's canonical bytes as they are: one sample, within handoff.HANDED_PLANE_BYTES."""
     info = reader.info
     return (
         callable(getattr(reader, "read_owned", None))
         and info.dims["S"] == 1
-        and info.plane_bytes <= handoff.PLANE_BYTES
+        and info.plane_bytes <= handoff.HANDED_PLANE_BYTES
     )
 
 
@@ -365,6 +369,8 @@ class CanonicalWriter:
         return self._canonical(plane)
 
     def pieces(self, plane: np.ndarray) -> list[bytes]:
+        if not plane.size:  # a plane of no pixels has no bytes (and no first row to measure)
+            return []
         rows = self._canonical(plane)
         step = max(1, self.piece_bytes // max(1, rows[0].nbytes)) if self.piece_bytes else len(rows)
         return [rows[start : start + step].tobytes() for start in range(0, len(rows), step)]
@@ -373,6 +379,8 @@ class CanonicalWriter:
         """The plane's canonical bytes without a copy made for `bytes`: one byte view (valid until
         the next call) or, with `handoff`, only `bytes` written in place (see bioiscc.handoff): the
         plane's own when it was decoded into one, else pieces the conversion writes into."""
+        if not plane.size:
+            return []
         if self.handoff:
             if self._is_canonical(plane) and (owned := handoff.handed_bytes(plane)) is not None:
                 return [owned]

@@ -110,7 +110,7 @@ def _hasher_for(planes: Iterable[Plane], *, simprints: bool, wide: bool) -> Loca
 
 
 def _canonical_stream(planes: Iterable[Plane], in_place: bool) -> Generator[list[Any], None, None]:
-    """A walk's own stream (`in_place`: byte views valid until the next item, read in this thread),
+    """A walk's own stream (`in_place`: for the hash threads; see `PlaneWalk.canonical`),
     or the canonical bytes of any other planes, per plane."""
     if isinstance(planes, PlaneWalk):
         return planes.canonical(in_place=in_place)

@@ -71,7 +71,7 @@ class ChunkedArrayScene:
         self.plane_perm = [axes.index(a) for a in PLANE_AXES if a in axes]
         self.has_samples = "S" in axes
         self.extra_axes = [a for a in axes if a not in STANDARD_AXES]
-        self.blocks: OrderedDict[tuple[int, ...], np.ndarray | PlaneSplit] = OrderedDict()
+        self.blocks: OrderedDict[tuple[int, ...], np.ndarray | BlockOfPlanes] = OrderedDict()
         self.capacity = self._capacity()
         self.decoded_bytes = 0
         self.z_axis = axes.index("Z") if "Z" in axes and axes.index("Z") in self.outer else None
@@ -128,9 +128,11 @@ class ChunkedArrayScene:
     def read_owned(
         self, t: int, c: int, z: int, extra: tuple[int, ...], new_array: Callable[..., np.ndarray]
     ) -> np.ndarray:
-        """Like `read`; a Zarr array read from its chunk files decodes each block into one array
-        per plane from `new_array(shape, dtype)`, memory the caller then owns (a block's memory is
-        never decoded into again); other arrays as `read_transient`."""
+        """Like `read`, for a caller that hands planes on (bioiscc.handoff). A block of a Zarr array
+        read from its chunk files is decoded into one array per plane from `new_array(shape,
+        dtype)`, which is never written again (read-only once decoded). A plane whose memory is not
+        all of such an array (a block read earlier by `read_transient`, other arrays) is as from
+        `read_transient`: valid until the next call."""
         if not hasattr(self.array, "read_into"):
             return self.read_transient(t, c, z, extra)
         return self._plane(t, c, z, extra, reuse=False, new_array=new_array)
@@ -229,10 +231,12 @@ class ChunkedArrayScene:
             dtype = self.array.dtype.newbyteorder(">") if self.array.dtype.itemsize > 1 else self.array.dtype
             out: Any = spare
             if new_array is not None:
-                out = PlaneSplit(shape, self.outer, dtype, new_array)
+                out = BlockOfPlanes(shape, self.outer, dtype, new_array)
             elif out is None or out.shape != shape or out.dtype != dtype:
                 out = np.empty(shape, dtype=dtype)
             self.array.read_into(selection, out)
+            if isinstance(out, BlockOfPlanes):
+                out.freeze()  # its planes may be handed to the hash: never written again
             return out
         if spare is not None and spare.shape == shape and spare.dtype == self.array.dtype:
             out = _zarr_buffer(self.array, spare)
@@ -242,7 +246,7 @@ class ChunkedArrayScene:
         return np.asarray(self.array[selection])
 
 
-class PlaneSplit:
+class BlockOfPlanes:
     """A block held as one array per plane (per index of its non-plane axes), each from
     `new_array(shape, dtype)`, so that each plane's memory can be handed on alone (bioiscc.handoff).
 
@@ -275,6 +279,11 @@ class PlaneSplit:
         for offsets in np.ndindex(*map(len, ranges)):
             index = tuple(r[o] for r, o in zip(ranges, offsets, strict=True))
             self.planes[index][inner_key] = value if value.ndim == 0 else value[self._within(offsets)]
+
+    def freeze(self) -> None:
+        """Make every plane read-only: a write after the block was read raises."""
+        for plane in self.planes.values():
+            plane.flags.writeable = False
 
     def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
         return self.planes[tuple(key[axis] for axis in self.outer)][tuple(key[axis] for axis in self.inner)]

@@ -232,13 +232,16 @@ class PageScene:
     def read_owned(
         self, t: int, c: int, z: int, extra: tuple[int, ...], new_array: Callable[..., np.ndarray]
     ) -> np.ndarray:
-        """Like `read`, a compressed page decoded big-endian into `new_array(shape, dtype)`, memory
-        the caller then owns; other pages as `read_transient`."""
+        """Like `read`, for a caller that hands planes on (bioiscc.handoff): a compressed page is
+        decoded big-endian into `new_array(shape, dtype)`, which is never written again (read-only
+        once decoded); other pages as `read_transient` (valid until the next call)."""
         page = self._page(t, c, z, extra)
         if not page_decodable(page):
             return self.read_transient(t, c, z, extra)
         out = new_array(tuple(page.shape), canonical_dtype(np.dtype(page.dtype)))
-        return self._read(page, out, True)
+        plane = self._read(page, out, True)
+        out.flags.writeable = False
+        return plane
 
     def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
         position = plane_position(t, c, z, self.extra_axes, extra)
