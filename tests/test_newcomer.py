@@ -16,6 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.conftest import REPO, run_cli
@@ -506,7 +507,9 @@ def test_what_each_command_takes_is_what_the_readme_says() -> None:
     for words, (names, to_file, record_errors, force) in said.items():
         assert words in text, words
         for name in names:
-            params = {option: param for param in main.commands[name].params for option in param.opts}
+            command = main.get_command(click.Context(main), name)
+            assert command is not None, name
+            params = {option: param for param in command.params for option in param.opts}
             assert params["-o"].type.file_okay is to_file and params["-o"].type.dir_okay is not to_file, name
             assert ("--record-errors" in params) is record_errors, name
             assert ("--force" in params) is force, name

@@ -39,6 +39,29 @@ def test_cli_imports_no_reader() -> None:
     assert result.stdout.strip() == "[]"
 
 
+LAZY_PROBE = """
+import sys, click
+from bioiscc.cli import LAZY_COMMANDS, main
+defined_here = set(main.commands)
+loaded = sorted({module for module in LAZY_COMMANDS.values() if f"bioiscc.{module}" in sys.modules})
+found = {}
+for name, module in LAZY_COMMANDS.items():
+    command = main.get_command(click.Context(main), name)
+    found[name] = command.callback.__module__ if command is not None else None
+from bioiscc import cli_compare, cli_formats, cli_verify, cli_views
+declared = {*cli_compare.COMMANDS, *cli_formats.COMMANDS, *cli_verify.COMMANDS, *cli_views.COMMANDS}
+print(sorted(defined_here), loaded, found == {n: "bioiscc." + m for n, m in LAZY_COMMANDS.items()},
+      sorted(set(main.commands) - defined_here - set(LAZY_COMMANDS)), sorted(declared - set(LAZY_COMMANDS)))
+"""
+
+
+def test_commands_of_other_modules_load_when_asked_for() -> None:
+    """`bioiscc hash` imports no other command's module; every lazy command is where the table says,
+    and no module defines a command the table lacks."""
+    result = subprocess.run([sys.executable, "-c", LAZY_PROBE], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['biocode', 'hash', 'walk'] [] True [] []"
+
+
 def _timed(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
