@@ -456,3 +456,32 @@ def test_audit_compares_narrow_with_wide(tmp_path: Path) -> None:
     wide.write_text(checksums(tree, *BUNDLED))
     assert set(outcomes(cli("verify", "--against", narrow, wide)).values()) == {"OK"}
     assert set(outcomes(cli("verify", "--against", narrow, tree)).values()) == {"OK"}
+
+
+def test_a_name_that_is_not_utf8_round_trips(tmp_path: Path) -> None:
+    """A Latin-1 file name (an old Windows share): checksum lines keep its bytes, as sha256sum
+    writes them, and `verify` finds the file again from the lines (a file or stdin) or a record."""
+    import os
+
+    name = b"M\xe4use.ome.tif"
+    try:
+        tifffile.imwrite(os.fsdecode(os.fsencode(str(tmp_path)) + b"/" + name), np.zeros((8, 8), "u2"))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    source = os.fsdecode(name)
+
+    def bioiscc_bytes(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "bioiscc", *args]
+        return subprocess.run(command, cwd=tmp_path, input=stdin, capture_output=True)
+
+    lines = bioiscc_bytes("hash", "--format", "lines", source)
+    assert lines.returncode == 0 and lines.stdout.endswith(b" *" + name + b"\n")
+    (tmp_path / "codes.txt").write_bytes(lines.stdout)
+    for args, stdin in ((("verify", "codes.txt"), None), (("verify", "-"), lines.stdout)):
+        checked = bioiscc_bytes(*args, stdin=stdin)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout == name + b"#0: OK\n"
+    assert bioiscc_bytes("hash", source, "-o", "record.json").returncode == 0
+    assert bioiscc_bytes("verify", "record.json").returncode == 0
+    not_a_list = bioiscc_bytes("verify", "-", stdin=b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert not_a_list.returncode == 2 and b"not UTF-8 text" in not_a_list.stderr

@@ -281,11 +281,12 @@ def _finish(
     failures: list[tuple[Any, str]],
     total: int,
     record_errors: bool,
+    exact_names: bool = False,
 ) -> None:
     """Write `text` to the output (stdout without one) and exit as RECORDS.md says (`_conclude`)."""
     from .output import write_text
 
-    _conclude(source, failures, total, record_errors, lambda: write_text(text, output))
+    _conclude(source, failures, total, record_errors, lambda: write_text(text, output, exact_names))
 
 
 def _conclude(
@@ -597,7 +598,7 @@ def hash_one(
         text = checksum_lines(results, selected=bool(scenes))
     else:
         text = render(results, lines=True)
-    _finish(location, text, output, failures, len(results), record_errors)
+    _finish(location, text, output, failures, len(results), record_errors, exact_names=checksums)
 
 
 def _load_manifest(path: str) -> dict[str, Any]:

@@ -58,16 +58,20 @@ class Output:
         self.stream: IO[str] = sys.stdout
         self.name = "standard output" if target in (None, "-") else str(target)  # for messages
         if target in (None, "-"):
+            try:  # a name that is not UTF-8 is printed with its own bytes, as sha256sum -c does
+                sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+            except (AttributeError, ValueError):  # not a text file of Python's own
+                pass
             return
         self.target = replaced_file(Path(str(target)))  # a link's target, not the link
         if self.target is None:  # /dev/null, a FIFO: written to, not replaced
-            self.stream = open(str(target), "w", encoding="utf-8")
+            self.stream = open(str(target), "w", encoding="utf-8", errors="surrogateescape")
         else:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             handle, self.temporary = tempfile.mkstemp(
                 prefix=temporary_prefix(self.target), suffix=".tmp", dir=self.target.parent
             )
-            self.stream = os.fdopen(handle, "w", encoding="utf-8")
+            self.stream = os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape")
 
     def write(self, text: str) -> None:
         """Write `text`; on stdout or a device, at once (each line as its source is checked)."""

@@ -35,9 +35,11 @@ def render(records: Iterable[Mapping[str, Any]], *, lines: bool) -> str:
     return dumps(record, indent=1) + "\n"
 
 
-def write_text(text: str, target: str | os.PathLike[str] | None) -> None:
-    """Write to stdout (target None or "-"), or atomically replace `target`."""
-    data = encoded(text)
+def write_text(text: str, target: str | os.PathLike[str] | None, exact_names: bool = False) -> None:
+    """Write to stdout (target None or "-"), or atomically replace `target`. With `exact_names`
+    (checksum lines), a name that is not UTF-8 keeps its own bytes, as sha256sum writes it, so
+    that `verify` finds the file again; otherwise see `encoded`."""
+    data = text.encode("utf-8", "surrogateescape") if exact_names else encoded(text)
     if target is None or str(target) == "-":
         try:
             _write_stdout(data)
@@ -60,7 +62,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def encoded(text: str) -> bytes:
-    """UTF-8 bytes of text meant for people and spreadsheets (TSV, HTML, checksum lines): an
+    """UTF-8 bytes of text meant for people and spreadsheets (TSV, HTML): an
     undecodable byte of a file name (a lone surrogate) shows as \\udcXX, so the file stays UTF-8.
     JSON keeps such names exactly (see `dumps`)."""
     return text.encode("utf-8", "backslashreplace")

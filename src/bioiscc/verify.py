@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import csv
 import functools
+import io
 import itertools
 import json
 import os
@@ -201,10 +202,13 @@ def read_list(name: str) -> Iterator[Entry | Skipped]:
     """The entries of a list file ('-': stdin), streamed; ListError when it is not a list at all."""
     try:
         if name == "-":
-            yield from _read_stream(name, sys.stdin)
+            stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+            yield from _read_stream(name, stdin)
             return
         note_input(name)  # no -o may replace it
-        with open(name, encoding="utf-8") as stream:
+        # A name that is not UTF-8 (a Latin-1 share) keeps its bytes, as `hash --format lines`
+        # and sha256sum write them: undecodable bytes are lone surrogates, which os.fsencode undoes.
+        with open(name, encoding="utf-8", errors="surrogateescape") as stream:
             yield from _read_stream(name, stream)
     except FileNotFoundError as exc:
         raise ListError(f"{name}: no such file") from exc
@@ -232,6 +236,8 @@ def _read_stream(name: str, stream: IO[str]) -> Iterator[Entry | Skipped]:
         yield from _from_json(name, number, text, lines)
     elif all(column in text.rstrip("\r\n").split("\t") for column in INDEX_COLUMNS):
         yield from _from_tsv(name, rest)
+    elif any("\udc80" <= char <= "\udcff" for char in text):  # an undecodable byte, and no list
+        raise ListError(f"{name}: not UTF-8 text (line {number}): not a list of codes")
     else:
         raise ListError(f"{name}: line {number}: not an index, container, scene records or checksum lines")
 
