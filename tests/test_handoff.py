@@ -168,3 +168,16 @@ def test_planes_without_pixels(
         monkeypatch.setenv("BIOISCC_HASH_THREADS", threads)
         (record,) = bioiscc.hash_scenes(store, simprints=True)
         assert (record["status"], record["iscc_code"], len(record["simprints"])) == ("ok", empty, 2)
+
+
+def test_a_plane_read_owned_is_read_only(tmp_path: Path) -> None:
+    """What a reader decoded into handed memory cannot be written, through the plane it returns
+    either (a view made before the memory was frozen)."""
+    path = tmp_path / "image.ome.tif"
+    tifffile.imwrite(path, image(), ome=True, metadata={"axes": "CZYX"}, compression="zstd", tile=(16, 16))
+    with bioiscc.open_source(path) as source:
+        (info,) = source.scenes()
+        plane = source.open_scene(info).read_owned(0, 1, 2, (), new_array=handoff.new_array)
+    assert np.array_equal(plane[:, :, 0], image()[1, 2])
+    with pytest.raises(ValueError, match="read-only"):
+        plane[0, 0, 0] = 1

@@ -241,6 +241,7 @@ class PageScene:
         out = new_array(tuple(page.shape), canonical_dtype(np.dtype(page.dtype)))
         plane = self._read(page, out, True)
         out.flags.writeable = False
+        plane.flags.writeable = False  # a view made before `out` was frozen: frozen on its own
         return plane
 
     def _page(self, t: int, c: int, z: int, extra: tuple[int, ...]) -> Any:
