@@ -75,8 +75,7 @@ class BatchFileError(ValueError):
 
 def read_items(path: str) -> list[Item]:
     """The inputs of a batch file ('-': stdin)."""
-    if path != "-":
-        note_input(path)  # no output (the batch log) may replace it
+    note_input(path)  # no output (the batch log) may replace it
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

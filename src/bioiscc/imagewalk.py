@@ -372,7 +372,7 @@ class CanonicalWriter:
         if not plane.size:  # a plane of no pixels has no bytes (and no first row to measure)
             return []
         rows = self._canonical(plane)
-        step = max(1, self.piece_bytes // max(1, rows[0].nbytes)) if self.piece_bytes else len(rows)
+        step = self._rows_per_piece(rows)
         return [rows[start : start + step].tobytes() for start in range(0, len(rows), step)]
 
     def buffers(self, plane: np.ndarray) -> list[Any]:
@@ -392,7 +392,7 @@ class CanonicalWriter:
         straight into new `bytes`."""
         self._check_2d(plane)
         target = canonical_dtype(plane.dtype)
-        step = max(1, self.piece_bytes // max(1, plane[0].size * target.itemsize))
+        step = self._rows_per_piece(plane, target.itemsize)
         handed: list[bytes] = []
         for start in range(0, len(plane), step):
             rows = plane[start : start + step]
@@ -411,6 +411,14 @@ class CanonicalWriter:
             self.buffer = np.empty(plane.shape, dtype=target)
         _convert(plane, self.buffer)
         return self.buffer
+
+    def _rows_per_piece(self, plane: np.ndarray, itemsize: int | None = None) -> int:
+        """Whole rows of about `piece_bytes` (all of them without a piece size), at least one;
+        `itemsize`: the bytes of a canonical pixel, when the plane is not canonical yet."""
+        if not self.piece_bytes:
+            return len(plane)
+        row_bytes = plane.shape[1] * (itemsize or plane.itemsize)
+        return max(1, self.piece_bytes // max(1, row_bytes))
 
     @staticmethod
     def _check_2d(plane: np.ndarray) -> None:

@@ -90,8 +90,8 @@ def protect_inputs() -> Iterator[None]:
 
 
 def note_input(path: str | os.PathLike[str]) -> None:
-    """Remember a file the command reads, so that no output replaces it."""
-    if _inputs_read is not None:
+    """Remember a file the command reads, so that no output replaces it ('-' is stdin: no file)."""
+    if _inputs_read is not None and os.fspath(path) != "-":
         try:
             status = os.stat(path)
         except OSError:

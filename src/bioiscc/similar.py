@@ -173,8 +173,7 @@ Row = tuple[Any, Any, Any, Any, Any, Any]  # input, scene, status, instance_code
 
 def iter_index(path: str) -> Iterator[list[Row]]:
     """The rows of one index, JSON Lines or TSV (told apart by the first character), in chunks."""
-    if path != "-":
-        note_input(path)  # no output may replace it
+    note_input(path)  # no output may replace it
     try:
         stream: IO[str] = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")  # noqa: SIM115
     except OSError as exc:

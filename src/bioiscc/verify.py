@@ -214,8 +214,6 @@ def read_list(name: str) -> Iterator[Entry | Skipped]:
         raise ListError(f"{name}: no such file") from exc
     except IsADirectoryError as exc:
         raise ListError(f"{name}: is a directory, not a list of codes") from exc
-    except UnicodeDecodeError as exc:
-        raise ListError(f"{name}: not UTF-8 text (byte {exc.start}): not a list of codes") from exc
     except OSError as exc:
         raise ListError(f"{name}: {exc.strerror or describe(exc)}") from exc
 
