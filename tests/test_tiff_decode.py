@@ -6,7 +6,10 @@ decoder must give tifffile's own pixels for every codec, and a broken tile the s
 
 from __future__ import annotations
 
+import mmap
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import tifffile
 
 import bioiscc
 from bioiscc import hasher, imagewalk
-from bioiscc.sources import open_source
+from bioiscc.sources import open_source, tiff_segments
 from bioiscc.sources import tiff as tiff_source
 from bioiscc.sources.tiff_segments import decodable
 from tests.conftest import HANDOFF_MODES, use_handoff
@@ -72,6 +75,68 @@ def test_compressed_pages_give_the_vector_code_in_threads_and_here(
         assert codes(compressed[name]) == want
     finally:
         os.environ["BIOISCC_HASH_THREADS"] = "always"
+
+
+@pytest.mark.parametrize("bytes_from", ["mapped", "mapped in small windows", "read"])
+@pytest.mark.parametrize("name", [name for name, _ in CODECS])
+def test_mapped_and_read_compressed_bytes_give_the_vector_code(
+    compressed: dict[str, Path],
+    expected: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    bytes_from: str,
+) -> None:
+    monkeypatch.setenv("BIOISCC_MMAP", "0" if bytes_from == "read" else "1")
+    if bytes_from == "mapped in small windows":  # a page's tiles are in one window or the next
+        monkeypatch.setattr(tiff_segments, "MAP_WINDOW", 2 * mmap.ALLOCATIONGRANULARITY)
+    mapped: list[int] = []
+    real_mmap = tiff_segments.mmap.mmap
+    monkeypatch.setattr(tiff_segments.mmap, "mmap", lambda *a, **k: mapped.append(a[1]) or real_mmap(*a, **k))
+    assert codes(compressed[name])[0][0] == expected["img5d_u16.ome.tif"][0]["iscc_code"]
+    size = compressed[name].stat().st_size
+    if bytes_from == "read":
+        assert not mapped
+    elif bytes_from == "mapped":
+        assert len(mapped) == 1  # a small file: one window
+    else:
+        assert len(mapped) > 3 and max(mapped) < size
+
+
+def test_source_close_unmaps_its_windows(compressed: dict[str, Path]) -> None:
+    with open_source(compressed["zstd"]) as source:
+        reader = source.open_scene(source.scenes()[0])
+        planes = list(imagewalk.iter_planes(reader))
+        window = reader.segments.window
+        assert window is not None and not window.mapped.closed
+    assert reader.segments.window is None and window.mapped.closed
+    assert planes[-1].data.any()  # decoded planes are not views of the mapping
+
+
+def test_a_file_cut_short_after_opening_is_an_error_not_a_crash(
+    compressed: dict[str, Path], tmp_path: Path
+) -> None:
+    """Mapped bytes past the end of a file fault (SIGBUS) instead of failing: the size is checked
+    before every page. In a child process, so that a fault could not end the test run."""
+    cut = tmp_path / "cut.ome.tif"
+    cut.write_bytes(compressed["zstd"].read_bytes())
+    script = (
+        "import os, sys\n"
+        "from bioiscc import imagewalk\n"
+        "from bioiscc.sources import open_source\n"
+        "with open_source(sys.argv[1]) as source:\n"
+        "    planes = imagewalk.iter_planes(source.open_scene(source.scenes()[0]))\n"
+        "    next(planes)  # the window over the whole file is mapped now\n"
+        "    os.truncate(sys.argv[1], 4096)  # the pages still to come are past the end\n"
+        "    try:\n"
+        "        list(planes)\n"
+        "    except Exception as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(cut)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the file ends early" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class TiffSource(Source):
         self.location = location
         self.path = path
         self._tifffile = tifffile
+        self._decoders: weakref.WeakSet[SegmentDecoder] = weakref.WeakSet()
         with _TiffWarnings() as warned:
             try:
                 self.tiff = tifffile.TiffFile(path)
@@ -83,7 +85,9 @@ class TiffSource(Source):
     def open_scene(self, info: SceneInfo) -> SceneReader:
         series = self.series[info.index]
         if _one_plane_per_page(series):
-            return PageScene(info, series)
+            scene = PageScene(info, series)
+            self._decoders.add(scene.segments)  # so that close() unmaps what it mapped
+            return scene
         try:
             import zarr
 
@@ -93,6 +97,8 @@ class TiffSource(Source):
         return ChunkedArrayScene(info, array, list(series.axes))
 
     def close(self) -> None:
+        for decoder in list(self._decoders):
+            decoder.close()
         self.tiff.close()
 
 

@@ -3,10 +3,21 @@
 tifffile's `TiffPage.asarray` reads a page's strips or tiles into freshly allocated buffers (about
 one page fault per 4 KiB decoded: half its CPU time on a zstd-tiled OME-TIFF), decodes into the
 native byte order, and the hash then byte-swaps in a second pass. Here the page's compressed bytes
-are read with one `preadv` into a reused buffer, each strip or tile is decoded by tifffile's own
-decode function (codec, predictor, JPEG tables: all tifffile's), and the copy into the output also
-writes the big-endian bytes the canonical stream needs. `decode_rows` does the same for the strips
-or tiles that hold some rows of a page, for planes too large to decode whole.
+are mapped into memory (or read with one `preadv` into a reused buffer), each strip or tile is
+decoded by tifffile's own decode function (codec, predictor, JPEG tables: all tifffile's), and the
+copy into the output also writes the big-endian bytes the canonical stream needs.
+
+Why a mapping: reading copies every compressed byte from the page cache into a buffer, in the
+thread that also decodes, the busiest one of a hash (`perf`: 9 % of its time on a zstd-tiled
+OME-TIFF). Mapped, the codec reads the page cache itself. The file is mapped MAP_WINDOW bytes at a
+time, so the resident memory the mapping adds is bounded by that, not by the file. Every page's
+bytes are checked against the file's size first: a file found shorter than its tiles is an error,
+not a fault. A file truncated by another program while the window over it is being decoded (tens of
+milliseconds) ends the process with SIGBUS, as with any reader that maps files (ripgrep, git);
+`BIOISCC_MMAP=0` reads instead.
+
+`decode_rows` does the same for the strips or tiles that hold some rows of a page, for planes too
+large to decode whole.
 
 Used for compressed pages only; uncompressed ones, NDPI's whole-strip JPEG and pages with missing
 strips or tiles are left to `asarray`.
@@ -14,16 +25,27 @@ strips or tiles are left to `asarray`.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import mmap
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..imagewalk import canonical_dtype
 
-#: the compressed bytes of a page are read at once up to this size, else strip by strip
+#: the compressed bytes of a page are mapped (or read) at once up to this size, else strip by strip
 READ_AT_ONCE = 64 * 1024 * 1024
+#: the file is mapped this many bytes at a time (resident memory from the mapping stays below it;
+#: unmapping costs every thread of the process a TLB flush, so not after every page)
+MAP_WINDOW = 16 * 1024 * 1024
+
+
+def mapping_allowed() -> bool:
+    """Whether compressed bytes may be mapped rather than read (`BIOISCC_MMAP=0`: never)."""
+    return os.environ.get("BIOISCC_MMAP", "1") != "0"
 
 
 def decodable(keyframe: Any) -> bool:
@@ -57,12 +79,30 @@ def segment_rows(keyframe: Any) -> int | None:
     return max(1, min(int(rows), length))
 
 
+class _Window:
+    """A read-only mapping of part of a file, from byte `start` on."""
+
+    def __init__(self, mapped: mmap.mmap, start: int) -> None:
+        self.mapped = mapped
+        self.start = start
+        self.view = memoryview(mapped)
+
+    def holds(self, start: int, span: int) -> bool:
+        return self.start <= start and start + span <= self.start + len(self.view)
+
+    def close(self) -> None:
+        self.view.release()
+        with contextlib.suppress(BufferError):  # a slice still in use: unmapped when freed
+            self.mapped.close()
+
+
 class SegmentDecoder:
     """Decodes pages of one TIFF into big-endian arrays, reusing its read buffer."""
 
     def __init__(self, filehandle: Any) -> None:
         self.filehandle = filehandle
         self.raw = bytearray()
+        self.window: _Window | None = None
 
     def decode(self, page: Any, out: np.ndarray | None = None) -> np.ndarray:
         """The page as an array of `page.shape` in the big-endian twin of its dtype.
@@ -126,18 +166,62 @@ class SegmentDecoder:
         start = wanted[0][1]
         span = max(offset + count for _, offset, count in wanted) - start
         together = span <= READ_AT_ONCE and span <= 2 * sum(count for _, _, count in wanted)
-        if together:
-            if len(self.raw) < span:
-                self.raw = bytearray(span)
-            view = memoryview(self.raw)
-            self._read_into(view[:span], start)
-        for index, offset, count in wanted:
-            if together:
-                yield index, view[offset - start : offset - start + count]
-            else:
+        if not together:
+            for index, offset, count in wanted:
                 data = bytearray(count)
                 self._read_into(memoryview(data), offset)
                 yield index, data
+            return
+        with self._span(start, span) as view:
+            for index, offset, count in wanted:
+                segment = view[offset - start : offset - start + count]
+                yield index, segment
+                with contextlib.suppress(BufferError):  # a decoded array over it: freed later
+                    segment.release()  # so that the mapping can be closed
+
+    @contextlib.contextmanager
+    def _span(self, start: int, span: int) -> Iterator[memoryview]:
+        """The `span` bytes of the file at `start`: in the mapped window when the file can be
+        mapped, else read into the reused buffer."""
+        window = self._window_over(start, span)
+        if window is None:
+            if len(self.raw) < span:
+                self.raw = bytearray(span)
+            view = memoryview(self.raw)[:span]
+            self._read_into(view, start)
+        else:
+            view = window.view[start - window.start : start - window.start + span]
+        try:
+            yield view
+        finally:
+            view.release()
+
+    def _window_over(self, start: int, span: int) -> _Window | None:
+        """The mapped window holding `span` bytes at `start` (mapping the next one when needed);
+        None where mapping is off or the file system cannot map."""
+        handle = self.filehandle
+        if not (mapping_allowed() and handle.is_file and getattr(handle, "_offset", 0) == 0):
+            return None
+        size = os.fstat(handle.fileno()).st_size  # checked for every span: it may have shrunk
+        if start + span > size:  # touching a mapping past the end faults (SIGBUS), not fails
+            raise OSError(f"{span} bytes at offset {start} wanted: the file ends early, at {size}")
+        if self.window is not None and self.window.holds(start, span):
+            return self.window
+        self.close()
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        length = min(size, max(start + span, base + MAP_WINDOW)) - base
+        try:
+            mapped = mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+        except (OSError, ValueError):  # e.g. a FUSE or /proc file: read instead
+            return None
+        self.window = _Window(mapped, base)
+        return self.window
+
+    def close(self) -> None:
+        """Unmap the window (a slice still in use keeps it mapped until that is freed)."""
+        if self.window is not None:
+            self.window.close()
+            self.window = None
 
     def _read_into(self, buffer: memoryview, offset: int) -> None:
         """Fill `buffer` from the file at `offset`.
