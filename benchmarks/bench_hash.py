@@ -30,8 +30,9 @@ both is reported; a target is met when both ratios are within it (uncompressed 1
 - **Read amplification** is the bytes the command read (the kernel's `rchar`, read by the launcher
   from /proc/PID/io once the command has exited), less what the same command reads on the small
   version of the file (imports, metadata), over the bytes of the input. It is measured in one
-  more run with `BIOISCC_MMAP=0`: `rchar` does not count the pages of a mapping, and bioiscc maps
-  the compressed tiles of a TIFF (the same byte ranges it reads otherwise).
+  more run with `BIOISCC_MMAP=0`: `rchar` does not count the pages of a mapping, and with
+  `BIOISCC_MMAP=1` in the environment bioiscc maps the compressed tiles of a TIFF (the same byte
+  ranges it reads otherwise).
 - **Codes**: every synthetic case must give the code of a straightforward walk (the (C, Z, Y, X)
   array, planes z outer and c inner, `astype(">u2")`, iscc_sum); the script exits 1 if one differs.
 
@@ -369,8 +370,8 @@ def read_amplification(row: Row, small_path: Path | None) -> float | None:
     imports and metadata, which do not grow with the pixels.
 
     Measured in one more run of each, with `BIOISCC_MMAP=0`: `rchar` counts what `read` calls
-    return, not the pages of a mapping, and bioiscc maps compressed TIFF tiles (the same byte
-    ranges it would read)."""
+    return, not the pages of a mapping, and `BIOISCC_MMAP=1` maps compressed TIFF tiles (the same
+    byte ranges it would read)."""
     if row.path is None or small_path is None or not row.runs:
         return None
     env = {**os.environ, "BIOISCC_MMAP": "0"}

@@ -296,7 +296,7 @@ def test_an_interrupted_verify_leaves_no_report(tmp_path: Path) -> None:
 
 
 #: these tests see a command's progress in the bytes it has read (`rchar`), which do not count the
-#: pages of a mapping: the compressed strips are read, not mapped
+#: pages of a mapping: the compressed strips are read (the default, whatever the environment says)
 COUNTED_READS = {"BIOISCC_MMAP": "0"}
 
 

@@ -53,3 +53,23 @@ def test_the_program_waits_for_a_thread_still_running() -> None:
     done = _ended("thread", "--version")
     assert done.returncode == 0
     assert "thread done" in done.stdout and "teardown" in done.stdout
+
+
+def test_the_program_started_without_stdout_ends_as_it_should(vectors_dir: Path, tmp_path: Path) -> None:
+    """With stdout closed (`>&-`) Python's `sys.stdout` is None: the output is still written, exit 0."""
+    out = tmp_path / "out.json"
+    command = [
+        sys.executable,
+        "-m",
+        "bioiscc",
+        "hash",
+        str(vectors_dir / "img5d_u16.ome.tif"),
+        "-o",
+        str(out),
+    ]
+    closed = subprocess.run(
+        ["sh", "-c", '"$@" >&-', "sh", *command], stderr=subprocess.PIPE, text=True, timeout=60
+    )
+    assert closed.returncode == 0, closed.stderr
+    assert closed.stderr == ""
+    assert json.loads(out.read_text())["status"] == "ok"

@@ -102,7 +102,21 @@ def test_mapped_and_read_compressed_bytes_give_the_vector_code(
         assert len(mapped) > 3 and max(mapped) < size
 
 
-def test_source_close_unmaps_its_windows(compressed: dict[str, Path]) -> None:
+def test_compressed_bytes_are_read_unless_mapping_is_asked_for(
+    compressed: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BIOISCC_MMAP", raising=False)
+    assert not tiff_segments.mapping_allowed()
+    with open_source(compressed["zstd"]) as source:
+        reader = source.open_scene(source.scenes()[0])
+        list(imagewalk.iter_planes(reader))
+        assert reader.segments.window is None
+
+
+def test_source_close_unmaps_its_windows(
+    compressed: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BIOISCC_MMAP", "1")
     with open_source(compressed["zstd"]) as source:
         reader = source.open_scene(source.scenes()[0])
         planes = list(imagewalk.iter_planes(reader))
@@ -112,7 +126,7 @@ def test_source_close_unmaps_its_windows(compressed: dict[str, Path]) -> None:
     assert planes[-1].data.any()  # decoded planes are not views of the mapping
 
 
-def test_a_file_cut_short_after_opening_is_an_error_not_a_crash(
+def test_a_mapped_file_cut_short_after_opening_is_an_error_not_a_crash(
     compressed: dict[str, Path], tmp_path: Path
 ) -> None:
     """Mapped bytes past the end of a file fault (SIGBUS) instead of failing: the size is checked
@@ -133,7 +147,11 @@ def test_a_file_cut_short_after_opening_is_an_error_not_a_crash(
         "        print(exc)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(cut)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script, str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BIOISCC_MMAP": "1"},
     )
     assert done.returncode == 0, done.stderr
     assert "the file ends early" in done.stdout

@@ -695,8 +695,9 @@ def end_without_teardown(code: Any) -> None:
         return
     atexit._run_exitfuncs()  # then cleared: not run twice if Python's own exit follows
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the program was started with that descriptor closed
+                stream.flush()
     except (OSError, ValueError):  # a closed pipe or stream: Python's exit reports it as before
         return
     os._exit(code)
