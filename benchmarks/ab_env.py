@@ -7,7 +7,8 @@ command on FILE) or `iscc-sum:PATH` (on another file, such as the raw-pixel OME-
 takes its turn with the others, so that all see the same machine load; printed per setting: the
 median wall time (with the best and the first quartile) and the median CPU time (user + system of
 the command, from getrusage). Used for the A/B figures in benchmarks/README.md (BIOISCC_HANDOFF,
-BIOISCC_READAHEAD); benchmarks/bench_hash.py gives the table of every format.
+BIOISCC_READAHEAD, BIOISCC_MMAP, BIOISCC_TEARDOWN); benchmarks/bench_hash.py gives the table of
+every format.
 """
 
 from __future__ import annotations
