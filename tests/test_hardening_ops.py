@@ -435,7 +435,7 @@ def test_full_disk_one_line_and_nothing_left(tmp_path: Path, mounted: Any) -> No
     codes = tmp_path / "codes.txt"
     codes.write_text(bioiscc("hash", "--format", "lines", str(image)).stdout)
     result = bioiscc("verify", str(codes), "-o", str(target))
-    one_line_failure(result, f"cannot write {target}: No space left on device", code=2)
+    one_line_failure(result, f"{target}: cannot write: No space left on device", code=2)
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
     with (disk / "stdout.json").open("w") as stdout:  # the same on stdout, redirected
         result = subprocess.run(

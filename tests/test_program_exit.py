@@ -73,3 +73,46 @@ def test_the_program_started_without_stdout_ends_as_it_should(vectors_dir: Path,
     assert closed.returncode == 0, closed.stderr
     assert closed.stderr == ""
     assert json.loads(out.read_text())["status"] == "ok"
+
+
+def _closed(redirection: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`bioiscc ARGS` started with a standard stream closed (`>&-` or `2>&-`)."""
+    command = [sys.executable, "-m", "bioiscc", *args]
+    streams = {"stdout": subprocess.PIPE} if redirection == "2>&-" else {"stderr": subprocess.PIPE}
+    return subprocess.run(
+        ["sh", "-c", f'"$@" {redirection}', "sh", *command], text=True, timeout=60, **streams
+    )
+
+
+def test_the_program_started_without_stderr_does_its_work(
+    vectors_dir: Path, expected: dict, tmp_path: Path
+) -> None:
+    """Its messages go nowhere, as asked; it used to fail on the first one (exit 1, nothing out)."""
+    vector = str(vectors_dir / "img5d_u16.ome.tif")
+    done = _closed("2>&-", "hash", vector)
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["iscc_code"] == expected["img5d_u16.ome.tif"][0]["iscc_code"]
+    assert _closed("2>&-", "hash", str(tmp_path / "missing.tif")).returncode == 1
+    assert _closed("2>&-", "formats").stdout.startswith("Native readers\n")
+
+
+def test_a_command_that_writes_to_a_closed_stdout_fails_in_one_line(vectors_dir: Path) -> None:
+    """As sha256sum does ("write error: Bad file descriptor"), not with an AttributeError."""
+    vector = str(vectors_dir / "img5d_u16.ome.tif")
+    for args in (["hash", vector], ["walk", vector], ["formats"]):
+        done = _closed(">&-", *args)
+        assert done.returncode == 1, args
+        assert done.stderr == "bioiscc: error: standard output: cannot write: Bad file descriptor\n", args
+
+
+def test_formats_on_a_full_disk_fails_in_one_line() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "bioiscc", "formats"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "bioiscc: error: standard output: cannot write: No space left on device\n"

@@ -9,6 +9,9 @@ Heavy imports (numpy, readers) happen inside the commands, so `bioiscc --version
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -185,7 +188,6 @@ class Main(click.Group):
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def invoke(self, ctx: click.Context) -> Any:
-        import os
 
         from .errors import describe
         from .output import OutputError, protect_inputs
@@ -216,7 +218,6 @@ class Main(click.Group):
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null, so that Python's flush at exit does not fail on the closed pipe."""
-    import os
 
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -247,7 +248,6 @@ def _idle_blas() -> None:
     spins for a while waiting for work: on 2 cores that took 0.05-0.1 s of CPU from the hash, and a
     512 MiB zstd OME-Zarr hashed in 1.28-1.43 s instead of 1.60-1.97 s (4 runs each, 2-core VM).
     """
-    import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -258,7 +258,6 @@ def _quiet_libraries() -> None:
     Set BIOISCC_DEBUG=1 to see their messages.
     """
     import logging
-    import os
     import warnings
 
     if not os.environ.get("BIOISCC_DEBUG"):
@@ -664,11 +663,34 @@ def biocode(
 def run() -> None:
     """The `bioiscc` program (its console script and `python -m bioiscc`): `main`, then the
     process ends without Python's teardown, where that is safe (`end_without_teardown`)."""
+    _open_standard_streams()
     try:
         main()
     except SystemExit as done:
         end_without_teardown(done.code)
         raise
+
+
+class _ClosedOutput(io.TextIOBase):
+    """stdout of a program started with it closed (`>&-`): writing fails, as sha256sum's does."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def _open_standard_streams() -> None:
+    """Python sets a standard stream the program was started without to None, and a command then
+    failed on its first message ("'NoneType' object has no attribute 'isatty'", exit 1, even when
+    all went well). Without stderr, messages go nowhere, as the caller asked; without stdout, a
+    command that writes there fails in one line ("standard output: cannot write: Bad file
+    descriptor"), and one that writes files is not stopped."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
 
 
 def end_without_teardown(code: Any) -> None:
@@ -683,7 +705,6 @@ def end_without_teardown(code: Any) -> None:
     pool's workers: Python would wait for them). `BIOISCC_TEARDOWN=1` keeps the teardown.
     """
     import atexit
-    import os
     import threading
 
     if code is None:

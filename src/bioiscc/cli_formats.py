@@ -20,6 +20,7 @@ COMMANDS = ("formats",)
 
 from . import cli  # noqa: E402
 from .errors import install_hint  # noqa: E402
+from .output import write_text  # noqa: E402
 
 #: suffixes shown per plugin in the table (--json lists all)
 SHOWN_SUFFIXES = 12
@@ -41,27 +42,31 @@ def formats(as_json: bool) -> None:
     from .sources.catalog import native_formats, plugin_formats
 
     native, plugins = native_formats(), plugin_formats()
+    write_text(_listing(native, plugins, as_json), None)  # a full disk or closed stdout: one line
+
+
+def _listing(native: list[dict[str, Any]], plugins: list[dict[str, Any]], as_json: bool) -> str:
     if as_json:
-        click.echo(json.dumps({"native": native, "plugins": plugins}, indent=1))
-        return
-    click.echo("Native readers")
-    click.echo(
+        return json.dumps({"native": native, "plugins": plugins}, indent=1) + "\n"
+    lines = [
+        "Native readers",
         _table(
             ("format", "recognised by", "library"),
             [(row["format"], _recognised(row), _library(row)) for row in native],
-        )
-    )
-    click.echo("")
-    click.echo("bioio reader plugins (the fallback: for files no native reader claims)")
+        ),
+        "",
+        "bioio reader plugins (the fallback: for files no native reader claims)",
+    ]
     if not plugins:
-        click.echo("  none installed (for example: pip install bioio-imageio)")
-        return
-    click.echo(
-        _table(
-            ("plugin", "version", "use", "suffixes"),
-            [(row["name"], row["version"], _use(row), _shorten(row["suffixes"])) for row in plugins],
+        lines.append("  none installed (for example: pip install bioio-imageio)")
+    else:
+        lines.append(
+            _table(
+                ("plugin", "version", "use", "suffixes"),
+                [(row["name"], row["version"], _use(row), _shorten(row["suffixes"])) for row in plugins],
+            )
         )
-    )
+    return "\n".join(lines) + "\n"
 
 
 def _recognised(row: dict[str, Any]) -> str:

@@ -83,14 +83,14 @@ class Output:
             raise
         except OSError as exc:  # a full disk: no half-written report stays behind
             self.discard()
-            raise Trouble(f"cannot write {self.name}: {exc.strerror or exc}") from exc
+            raise Trouble(f"{self.name}: cannot write: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         if self.temporary is None or self.target is None:
             try:
                 self.stream.flush()
             except OSError as exc:
-                raise Trouble(f"cannot write {self.name}: {exc.strerror or exc}") from exc
+                raise Trouble(f"{self.name}: cannot write: {exc.strerror or exc}") from exc
             return
         from .output import OutputError, _umask, refuse_inputs
 
@@ -103,8 +103,12 @@ class Output:
             os.replace(self.temporary, self.target)
         except (OSError, OutputError) as exc:
             self.discard()
-            cause = str(exc) if isinstance(exc, OutputError) else f"{self.target}: {exc.strerror or exc}"
-            raise Trouble(f"cannot write {cause}") from exc
+            cause = (
+                str(exc)
+                if isinstance(exc, OutputError)
+                else f"{self.target}: cannot write: {exc.strerror or exc}"
+            )
+            raise Trouble(cause) from exc
 
     def discard(self) -> None:
         if self.temporary is not None:

@@ -588,11 +588,12 @@ def scenes_command(source: str, output_dir: str, force: bool, source_kind: str, 
     _refuse_overwrite([target for target, _ in targets], force)
 
     def write() -> None:
+        from .output import write_text
         from .views.png import write_png
 
         for target, image in targets:
             write_png(image, target)
-            click.echo(str(target))
+            write_text(f"{target}\n", None, exact_names=True)
 
     _conclude(source, failures, total, False, write)
 
@@ -629,10 +630,11 @@ def thumb(source: str, output_dir: str, force: bool, source_kind: str, reader: s
     _refuse_overwrite([target], force)
 
     def write() -> None:
+        from .output import write_text
         from .views.png import write_png
 
         write_png(made[0][1], target)
-        click.echo(str(target))
+        write_text(f"{target}\n", None, exact_names=True)
 
     # scenes the walk found unreadable are named (exit 3), as `hash` names them
     _conclude(source, failures, len(failures) + 1, False, write)
