@@ -215,6 +215,29 @@ def test_missing_plugin_names_the_extra(tmp_path: Path) -> None:
     assert "install bioiscc's 'czi' extra (in a clone of bioiscc: pip install '.[czi]')" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["hash", "walk", "biocode", "imagecode"])
+def test_an_ome_zarr_store_without_its_extra_names_the_extra(command: str, vectors_dir: Path) -> None:
+    """A base install (no zarr, numcodecs or imagecodecs): the store's scene says which extra to
+    install, in one line (naming the package's missing metadata was an 'unexpected' error)."""
+    store = vectors_dir / "img5d_v04.ome.zarr"
+    script = (
+        "import sys, importlib.metadata as metadata\n"
+        "absent = ('zarr', 'numcodecs', 'imagecodecs')\n"
+        "for name in absent: sys.modules[name] = None\n"
+        "installed = metadata.version\n"
+        "def version(name):\n"
+        "    if name in absent: raise metadata.PackageNotFoundError(name)\n"
+        "    return installed(name)\n"
+        "metadata.version = version\n"
+        "from bioiscc.cli import main\n"
+        f"main([{command!r}, {str(store)!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"bioiscc: error: {store}: scene 0: reading this format needs zarr")
+    assert "install bioiscc's 'ome-zarr' extra" in result.stderr and not result.stdout
+
+
 def test_a_plugin_error_shows_no_memory_address(tmp_path: Path) -> None:
     (tmp_path / "fake.png").write_text("not a picture\n")
     result = run_cli("hash", str(tmp_path / "fake.png"))

@@ -297,6 +297,6 @@ def test_workflow_reads_whole_slides_and_plugin_formats(
     assert rows["cells.png", 0]["iscc_code"] == reference_code(pixels, "YX")
     (renamed,) = [row for row in rows.values() if row["input"] == "renamed.tif"]
     assert renamed["status"] == "failed" and "no TIFF header" in renamed["error"]
-    assert "3 inputs, 5 scenes: 5 done, 0 failed; 1 input failed as a whole (failed: renamed.tif)" in output
+    assert "3 inputs, 5 scenes: 5 done, 0 failed; 1 input failed as a whole; failed: renamed.tif" in output
     walk = json.loads((tmp_path / "results" / "cells.png" / "walk.json").read_text())
     assert (walk["format"], walk["reader"]) == ("png", imageio_plugin)

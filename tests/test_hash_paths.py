@@ -108,3 +108,25 @@ def test_one_thread_means_no_read_ahead_thread(vectors_dir: Path) -> None:
 
     one = run_cli("hash", "--threads", "1", str(vectors_dir / "img5d_u16.ome.tif"), check=True).stdout
     assert json.loads(one)["iscc_code"] == EXPECTED["img5d_u16.ome.tif"][0]["iscc_code"]
+
+
+def test_tiff_pages_are_not_read_ahead_while_the_hash_runs_in_threads(vectors_dir: Path) -> None:
+    """A TIFF page is one plane: the hash threads' queues hold the planes read ahead, and a
+    read-ahead thread would only add a hand-over (benchmarks/README.md, tenth series). A hash in
+    the calling thread still reads ahead."""
+    from bioiscc.sources import open_source
+
+    with open_source(vectors_dir / "img5d_u16.ome.tif") as source:
+        reader = source.open_scene(source.scenes()[0])
+        assert imagewalk.readahead_planes(reader) == 2
+        assert imagewalk.readahead_planes(reader, hash_threads=True) == 0
+
+
+def test_zarr_blocks_are_read_ahead_while_the_hash_runs_in_threads(vectors_dir: Path) -> None:
+    """A Zarr block holds several planes at once: read ahead whichever way the hash runs."""
+    from bioiscc.sources import open_source
+
+    with open_source(vectors_dir / "img5d_v04.ome.zarr") as source:
+        reader = source.open_scene(source.scenes()[0])
+        ahead = imagewalk.readahead_planes(reader)
+        assert ahead > 0 and imagewalk.readahead_planes(reader, hash_threads=True) == ahead

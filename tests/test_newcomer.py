@@ -335,7 +335,7 @@ def test_summaries_count_in_the_singular() -> None:
     assert summary_line([row, {**row, "input": "b.tif"}], 2).startswith("bioiscc index: 2 inputs, 2 scenes:")
     unread = {"input": "c.tif", "scene": None, "status": "failed", "views_status": None}
     assert summary_line([row, unread], 2) == (
-        "bioiscc index: 2 inputs, 1 scene: 1 done, 0 failed; 1 input failed as a whole (failed: c.tif)"
+        "bioiscc index: 2 inputs, 1 scene: 1 done, 0 failed; 1 input failed as a whole; failed: c.tif"
     )
 
 

@@ -174,7 +174,7 @@ def test_relations_groups_and_distances(tmp_path: Path) -> None:
 
 
 def test_bad_indexes_fail_with_one_line(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.jsonl"
+    empty = tmp_path / "empty.tsv"
     empty.write_text("")
     not_json = write_rows(tmp_path / "x.jsonl", rows(("a", "ff", "01", None)))
     not_json.write_text(not_json.read_text() + "{oops\n")
@@ -189,7 +189,7 @@ def test_bad_indexes_fail_with_one_line(tmp_path: Path) -> None:
     )
     cases = {
         tmp_path / "missing.jsonl": "missing.jsonl: No such file or directory",
-        empty: "empty.jsonl: empty",
+        empty: "empty.tsv: empty, or no header line",
         not_json: "x.jsonl: line 2: not an index row",
         no_columns: "other.tsv: not a bioiscc index (no column input, scene, status, instance_code",
         bad_code: "bad.jsonl: instance_code: not an ISCC code",
@@ -199,6 +199,21 @@ def test_bad_indexes_fail_with_one_line(tmp_path: Path) -> None:
         assert result.returncode == 1, result.stderr
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_an_empty_json_lines_index_has_no_rows(tmp_path: Path) -> None:
+    """The index of a folder with no inputs is an empty JSON Lines file: no pairs, not an error (an
+    empty TSV lacks its header, and stays one)."""
+    empty = tmp_path / "index.jsonl"
+    empty.write_text("")
+    result = run_cli("similar", str(empty), check=True)
+    assert result.stdout.splitlines() == [
+        "group\trelation\tinput_a\tscene_a\tinput_b\tscene_b\tdata_distance\tmixed_distance"
+    ]
+    assert "0 scenes" in result.stderr
+    run_cli("similar", str(empty), "--json", str(tmp_path / "similar.json"), check=True)
+    record = json.loads((tmp_path / "similar.json").read_text())
+    assert record["groups"] == [] and record["pairs"] == []
 
 
 @pytest.mark.samples

@@ -410,7 +410,7 @@ def test_corrupt_file_fails_alone_and_is_retried(workspace: Path) -> None:
     assert all(row["status"] == row["views_status"] == "ok" for row in rows if row["input"] != "broken.tif")
     assert (
         "bioiscc index: 8 inputs, 8 scenes: 8 done, 0 failed; 1 input failed as a whole; "
-        "views: 8 done, 0 failed (failed: broken.tif)" in output
+        "views: 8 done, 0 failed; failed: broken.tif" in output
     )
     tsv = (workspace / "results" / "index.tsv").read_text()
     assert "broken.tif\t\t\tfailed" in tsv
@@ -508,17 +508,39 @@ def test_bundled_sample_data(tmp_path: Path) -> None:
     assert "Scenes that share pixels (1)" in page and "<code>ome-zarr/example-zstack.ome.zarr</code>" in page
 
     # `snakemake verify`: every scene recomputed and OK; after a change to one input, the run fails
-    snakemake(tmp_path, "verify", "--config", f"input_dir={data}")
+    output = snakemake(tmp_path, "verify", "--config", f"input_dir={data}")
     verified = (tmp_path / "results" / "verify.txt").read_text().splitlines()
     assert sorted(verified) == sorted(f"{name}#0: OK" for name in codes)
+    assert "bioiscc verify: 4 scenes: 4 OK, 0 FAILED, 0 MISSING, 0 UNREADABLE" in output  # on the console
     pixels = tifffile.memmap(data / "ome-tiff" / "ome-types_tiny.ome.tiff", mode="r+")
     pixels.flat[0] ^= 1  # one bit of one pixel
     pixels.flush()
     del pixels
     output = snakemake(tmp_path, "verify", "--config", f"input_dir={data}", check=False)
     assert "Error in rule verify" in output
+    assert "ome-tiff/ome-types_tiny.ome.tiff#0: FAILED\nbioiscc verify: 4 scenes: 3 OK, 1 FAILED" in output
     assert "ome-tiff/ome-types_tiny.ome.tiff#0: FAILED" in (tmp_path / "results" / "verify.txt").read_text()
     assert "1 FAILED" in (tmp_path / "logs" / "verify.log").read_text()
+
+
+def test_a_folder_without_inputs_gives_an_empty_index(tmp_path: Path) -> None:
+    """input_dir pointed at the wrong folder (or one whose files the patterns skip): a warning that
+    says so, an empty index, page and duplicates list, and nothing to verify; the run succeeds."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("not an image\n")
+    output = snakemake(tmp_path, "--config", f"input_dir={data}")
+    assert f"bioiscc: no inputs in {data}: no file or store there matches the include patterns" in output
+    assert "bioiscc index: 0 inputs, 0 scenes: 0 done, 0 failed; 1 skipped" in output
+    results = tmp_path / "results"
+    assert (results / "index.jsonl").read_text() == ""
+    assert (results / "duplicates.tsv").read_text().splitlines() == [
+        "group\trelation\tinput_a\tscene_a\tinput_b\tscene_b\tdata_distance\tmixed_distance"
+    ]
+    assert "0 inputs" in (results / "index.html").read_text()
+    assert (results / "skipped.tsv").read_text().splitlines()[1].startswith("notes.txt\t")
+    output = snakemake(tmp_path, "verify", "--config", f"input_dir={data}")
+    assert "bioiscc verify: the index lists no scenes (no inputs): nothing to verify" in output
 
 
 def test_lint_and_format(tmp_path: Path) -> None:

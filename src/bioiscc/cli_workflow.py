@@ -526,7 +526,7 @@ def summary_line(
     failed = sorted({row["input"] for row in rows if _row_state(row) == "failed"})
     if failed:
         more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
-        line += f" (failed: {', '.join(failed[:NAMED_FAILURES])}{more})"
+        line += f"; failed: {', '.join(failed[:NAMED_FAILURES])}{more}"
     return "; ".join([line, *notes])
 
 

@@ -14,6 +14,10 @@ stream is the same whichever path is taken:
   overlap the hash. Readers without it are read in the calling thread (their libraries are not
   known to be thread-safe). `BIOISCC_READAHEAD=0`, or `use_threads(1)` (the commands' `--threads 1`),
   turns the thread off, so that a job that declares one thread uses one core.
+- `readahead_with_hash_threads: int`: planes to read ahead in that thread when the hash runs in
+  threads of its own (default: `readahead_planes`). A reader that decodes one plane per call sets
+  0: the hash threads' queues already hold the planes it reads ahead, and a read-ahead thread
+  would only add a hand-over between threads (benchmarks/README.md, tenth series).
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
 
@@ -138,7 +142,7 @@ class PlaneWalk(Iterator[Plane]):
             chunks = (pieces(plane.data) for plane in _walk(self.reader, read, keep))
         # Views are valid only until the next item, so they are read in this thread; handed `bytes`
         # stay valid, and may be read ahead.
-        depth = 0 if in_place and not handing else readahead_planes(self.reader)
+        depth = 0 if in_place and not handing else readahead_planes(self.reader, hash_threads=in_place)
         if rows:
             depth = min(2, depth)
         return read_ahead(chunks, depth) if depth else chunks
@@ -291,11 +295,15 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def readahead_planes(reader: SceneReader) -> int:
-    """Planes to prepare in a background thread: what the reader allows, 0 when turned off."""
+def readahead_planes(reader: SceneReader, hash_threads: bool = False) -> int:
+    """Planes to prepare in a background thread: what the reader allows (with `hash_threads`, while
+    the hash runs in threads of its own), 0 when turned off."""
     if os.environ.get("BIOISCC_READAHEAD", "1") == "0" or _thread_budget == 1:
         return 0
-    return max(0, int(getattr(reader, "readahead_planes", 0)))
+    planes = getattr(reader, "readahead_planes", 0)
+    if hash_threads:
+        planes = getattr(reader, "readahead_with_hash_threads", planes)
+    return max(0, int(planes))
 
 
 def _keeps_samples(info: SceneInfo) -> bool:

@@ -180,6 +180,8 @@ def iter_index(path: str) -> Iterator[list[Row]]:
         raise IndexError_(path, exc.strerror or str(exc)) from exc
     try:
         first = stream.readline()
+        if not first and _names_json_lines(path):
+            return  # JSON Lines of no rows: the index of a folder with no inputs
         if not first.strip():
             raise IndexError_(path, "empty, or no header line (not an index)")
         if first.lstrip().startswith("{"):
@@ -193,6 +195,12 @@ def iter_index(path: str) -> Iterator[list[Row]]:
     finally:
         if stream is not sys.stdin:
             stream.close()
+
+
+def _names_json_lines(path: str) -> bool:
+    """True for standard input and a file named as JSON Lines, whose empty form has no rows; an empty
+    TSV lacks its header line."""
+    return path == "-" or path.lower().endswith((".jsonl", ".ndjson"))
 
 
 def _batches(stream: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -124,7 +124,8 @@ rule page:
 # and compared with its stored code; results/verify.txt says OK, FAILED, MISSING or UNREADABLE per
 # scene, and a mismatch fails the run. The index is read, not rebuilt: it is neither an input nor is
 # the report an output Snakemake tracks, so that the check runs every time it is asked for and never
-# first recomputes the codes it is meant to check.
+# first recomputes the codes it is meant to check. Its summary line is repeated on the console, and
+# where the report lies.
 rule verify:
     log:
         "logs/verify.log",
@@ -139,7 +140,14 @@ rule verify:
         index=f"{RESULTS}/index.jsonl",
         report=f"{RESULTS}/verify.txt",
     shell:
-        "bioiscc verify {params.index:q} --root {params.root:q} --warn -o {params.report:q} 2> {log:q}"
+        "if [ -f {params.index:q} ] && [ ! -s {params.index:q} ]; then"
+        "  echo 'bioiscc verify: the index lists no scenes (no inputs): nothing to verify' | tee {log:q} >&2;"
+        "  : > {params.report:q}; exit 0; fi;"
+        " status=0; bioiscc verify {params.index:q} --root {params.root:q} --warn -o {params.report:q}"
+        " 2> {log:q} || status=$?;"
+        " grep -v ': OK$' {params.report:q} 2> /dev/null | head -n 5 >&2 || true;"
+        " grep -E '^bioiscc (verify:|: error:)' {log:q} | head -n 5 >&2 || true;"
+        " echo 'bioiscc verify: each scene in {params.report}; warnings in {log}' >&2; exit $status"
 
 
 # On demand (`snakemake clean_stale`): remove the stale result folders results/stale.txt lists (of

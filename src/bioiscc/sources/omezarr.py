@@ -72,7 +72,12 @@ class OmeZarrSource(Source):
     @property
     def reader_name(self) -> str:
         """What read the arrays: numcodecs (chunk files read in `zarr_folder`) and/or zarr."""
-        return ", ".join(sorted(self._readers)) or f"zarr {_package_version('zarr')}"
+        if self._readers:
+            return ", ".join(sorted(self._readers))
+        try:  # no array opened (yet), or none could be
+            return f"zarr {_package_version('zarr')}"
+        except ImportError:  # importlib.metadata's PackageNotFoundError is one
+            return "zarr (not installed)"
 
     def _open_group(self, group: str, label: str = "") -> FolderGroup:
         with _reading_metadata(self.location, label):

@@ -162,8 +162,10 @@ class PageScene:
     by `SegmentDecoder` into big-endian planes (the canonical bytes, without a second pass).
     """
 
-    #: planes the walk may read ahead in a thread (tifffile reads under its own file lock)
+    #: planes the walk may read ahead in a thread (tifffile reads under its own file lock)...
     readahead_planes = 2
+    #: ...but none when the hash runs in threads: a page is one plane, which their queues hold
+    readahead_with_hash_threads = 0
 
     def __init__(self, info: SceneInfo, series: Any) -> None:
         self.info = info
