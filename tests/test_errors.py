@@ -357,3 +357,77 @@ def test_a_limit_that_is_not_a_number_is_said_once(vectors_dir: Path) -> None:
     assert result.stderr.splitlines() == [
         "bioiscc: warning: BIOISCC_MAX_PLANE_MB='abc' is not a whole number above 0; using 8192"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hash", "--manifest", "{missing}"], "{missing}: cannot read it: No such file or directory"),
+        (["hash", "--manifest", "{folder}"], "{folder}: cannot read it: it is a directory"),
+        (["container", "--manifest", "{missing}"], "{missing}: cannot read it: No such file or directory"),
+        (["hash", "--from", "{missing}"], "{missing}: cannot read it: No such file or directory"),
+        (["index", "--rows-from", "{missing}"], "{missing}: cannot read it: No such file or directory"),
+        (["index", "--from", "{folder}"], "{folder}: cannot read it: it is a directory"),
+        (["index", "{folder}"], "{folder}: cannot read it: Is a directory"),
+        (["mix", "{folder}"], "{folder}: cannot read it: Is a directory"),
+        (["mix", "--sum", "{missing}", "{missing}"], "{missing}: cannot read it: No such file or directory"),
+        (
+            ["walk", "--batch", "{missing}"],
+            "{missing}: cannot read the batch file: No such file or directory",
+        ),
+        (["hash", "{image}", "-o", "{folder}"], "{folder}: cannot write: it is a directory"),
+    ],
+)
+def test_a_file_named_by_an_option_is_checked_like_an_argument(
+    args: list[str], message: str, tmp_path: Path, vectors_dir: Path
+) -> None:
+    """A missing or unreadable file, or a folder where a file belongs, is one line and exit 1 (the
+    README's exit codes), as for an input named as an argument: not click's usage block and exit 2."""
+    names = {
+        "missing": str(tmp_path / "nosuch.json"),
+        "folder": str(tmp_path),
+        "image": str(vectors_dir / "u8_2d.tif"),
+    }
+    result = run_cli(*(arg.format(**names) for arg in args))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"bioiscc: error: {message.format(**names)}\n"
+    assert not result.stdout
+
+
+def test_a_scene_one_of_several_sources_lacks_fails_that_source_alone(
+    tmp_path: Path, vectors_dir: Path
+) -> None:
+    """`--scene 1` over a two-scene and a one-scene source: the first is hashed, the second fails in
+    one line, exit 1 (one source's failure never stops the others); alone, it is a usage error."""
+    two, one = str(vectors_dir / "multiscene.ome.tif"), str(vectors_dir / "u8_2d.tif")
+    out = tmp_path / "codes.txt"
+    result = run_cli("hash", "--format", "lines", "--scene", "1", one, two, "-o", str(out))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"bioiscc: error: {one}: no scene 1 (the source has 1 scene(s))\n"
+    assert [line.split(" *")[1] for line in out.read_text().splitlines()] == [f"{two}#1"]
+    alone = run_cli("hash", "--scene", "1", one)
+    assert alone.returncode == 2 and "no scene 1" in alone.stderr and not alone.stdout
+
+
+CUT_FILES = {
+    "nd2": ("nd2/example-zstack.nd2", "not a readable ND2 file: truncated or corrupt: the chunk map"),
+    "dv": ("dv/toxo.dv", "truncated or corrupt DV file (100000 bytes): its header describes more pixels"),
+    "lif": ("lif/testdata_2channel_xz.lif", "not a readable LIF file: truncated or corrupt: its XML header"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CUT_FILES))
+def test_a_cut_vendor_file_is_named_truncated_in_words(kind: str, tmp_path: Path) -> None:
+    """The causes of cut ND2, DV and LIF files in words, not the reader's own (a bytes repr, an mmap
+    or a codec error)."""
+    from tests.conftest import REPO, require_samples
+
+    name, message = CUT_FILES[kind]
+    root = REPO / "resources" / "sample-data" if kind != "lif" else require_samples()
+    keep = 2048 if kind == "lif" else 100_000
+    path = tmp_path / Path(name).name
+    path.write_bytes((root / name).read_bytes()[:keep])
+    result = run_cli("hash", str(path))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"bioiscc: error: {path}: {message}"), result.stderr
+    assert "\\x" not in result.stderr and "Error:" not in result.stderr

@@ -259,11 +259,9 @@ def test_formats_json_lists_native_readers_and_plugins(imageio_plugin: str) -> N
     result = CliRunner().invoke(main, ["formats"])  # in this process: the plugins are imported once
     assert result.exit_code == 0, result.output
     table = result.output
-    assert "Native readers" in table and f"tifffile {tifffile.__version__}" in table
-    assert any(
-        line.split()[:3] == ["bioio-imageio", version("bioio-imageio"), "fallback"]
-        for line in table.splitlines()
-    )
+    assert "Native readers" in table and f"library: tifffile {tifffile.__version__}" in table
+    assert f"  bioio-imageio {version('bioio-imageio')}: fallback" in table.splitlines()
+    assert max(len(line) for line in table.splitlines()) <= 79  # an 80-column terminal
 
 
 # --- the workflow --------------------------------------------------------------------------------

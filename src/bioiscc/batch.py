@@ -78,8 +78,10 @@ def read_items(path: str) -> list[Item]:
     note_input(path)  # no output (the batch log) may replace it
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BatchFileError(f"{path}: cannot read the batch file ({exc})") from exc
+    except OSError as exc:
+        raise BatchFileError(f"{path}: cannot read the batch file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BatchFileError(f"{path}: cannot read the batch file: not UTF-8 text ({exc.reason})") from exc
     items = []
     lines_of: dict[str, int] = {}  # each input's folder, by the line that names it
     for number, line in enumerate(text.splitlines(), start=1):

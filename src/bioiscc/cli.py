@@ -21,7 +21,7 @@ import click
 
 from ._version import __version__
 from .cli_batch import batch_options, hash_step, refuse_with_batch, run_batch, walk_step
-from .cli_output import CheckedCommand, OutputFile
+from .cli_output import CheckedCommand, InputFile, InputLines, OutputFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command that Ctrl-C stopped
@@ -190,12 +190,12 @@ class Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
 
         from .errors import describe
-        from .output import OutputError, protect_inputs
+        from .output import InputFileError, OutputError, protect_inputs
 
         try:
             with protect_inputs():
                 return super().invoke(ctx)
-        except OutputError as exc:
+        except (OutputError, InputFileError) as exc:
             _fail(str(exc), self._failure_code(ctx))
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -234,8 +234,9 @@ def main() -> None:
     lists what this installation reads, and `bioiscc COMMAND -h` explains each command.
 
     Exit codes: 0 done; 1 an input could not be read (one line on stderr, nothing written); 2 usage
-    error; 3 output written, some scenes failed; 130 interrupted. `verify` and `diff`: 0 the pixels
-    match, 1 they differ, 2 something could not be checked.
+    error; 3 output written, some scenes failed; 130 interrupted; 141 stdout closed by its reader
+    (`| head`). `verify` and `diff`: 0 the pixels match, 1 they differ, 2 something could not be
+    checked.
     """
     _quiet_libraries()
     _idle_blas()
@@ -327,7 +328,7 @@ def sources_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--from",
         "from_file",
-        type=click.File("r", encoding="utf-8", errors="surrogateescape"),
+        type=InputLines(errors="surrogateescape"),
         help="Also read SOURCEs from this file, one per line ('-': stdin).",
     )(func)
 
@@ -345,11 +346,16 @@ def each_source(sources: list[str], one: Callable[[str], None]) -> None:
 
     Each source's records go to stdout in turn (JSON Lines), its errors to stderr. The exit code is
     the worst of the sources' (1 when a source could not be read at all, 3 when some scenes failed).
+    A `--scene` that one source lacks is that source's failure, not a usage error that would stop
+    the others.
     """
     worst = EXIT_OK
     for source in sources:
         try:
             one(source)
+        except click.UsageError as exc:
+            click.echo(f"bioiscc: error: {exc.format_message()}", err=True)
+            worst = EXIT_FAILED
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
             worst = code if worst == EXIT_OK or code == EXIT_FAILED else worst
@@ -450,9 +456,7 @@ def each_to(sources: list[str], output: str | None, one: Callable[[str], None]) 
 
 @main.command(name="hash")
 @click.argument("sources", nargs=-1)
-@click.option(
-    "--manifest", type=click.Path(exists=True, dir_okay=False), help="A walk manifest instead of SOURCE."
-)
+@click.option("--manifest", type=InputFile(), help="A walk manifest instead of SOURCE.")
 @scenes_option
 @click.option("--simprints", is_flag=True, help="Add per-plane simprints.")
 @click.option(

@@ -10,6 +10,7 @@ Registered on `bioiscc.cli.main` by the import at the end of `bioiscc.cli`; the 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +23,10 @@ from . import cli  # noqa: E402
 from .errors import install_hint  # noqa: E402
 from .output import write_text  # noqa: E402
 
-#: suffixes shown per plugin in the table (--json lists all)
+#: suffixes shown per plugin (--json lists all)
 SHOWN_SUFFIXES = 12
+#: columns of the text listing
+WIDTH = 79
 
 
 def _group() -> click.Group:
@@ -46,27 +49,32 @@ def formats(as_json: bool) -> None:
 
 
 def _listing(native: list[dict[str, Any]], plugins: list[dict[str, Any]], as_json: bool) -> str:
+    """The JSON document, or blocks of text that fit 80 columns (a reader's name, then its details)."""
     if as_json:
         return json.dumps({"native": native, "plugins": plugins}, indent=1) + "\n"
-    lines = [
-        "Native readers",
-        _table(
-            ("format", "recognised by", "library"),
-            [(row["format"], _recognised(row), _library(row)) for row in native],
-        ),
-        "",
-        "bioio reader plugins (the fallback: for files no native reader claims)",
-    ]
+    lines = ["Native readers"]
+    for row in native:
+        lines.append(f"  {row['format']}")
+        lines.extend(_detail("library", _library(row)))
+        lines.extend(_detail("recognised by", _recognised(row)))
+    lines += ["", "bioio reader plugins (the fallback: for files no native reader claims)"]
     if not plugins:
         lines.append("  none installed (for example: pip install bioio-imageio)")
-    else:
-        lines.append(
-            _table(
-                ("plugin", "version", "use", "suffixes"),
-                [(row["name"], row["version"], _use(row), _shorten(row["suffixes"])) for row in plugins],
-            )
-        )
+    for row in plugins:
+        lines.append(f"  {row['name']} {row['version']}: {_use(row)}")
+        lines.extend(_detail("suffixes", _shorten(row["suffixes"])))
     return "\n".join(lines) + "\n"
+
+
+def _detail(label: str, text: str) -> list[str]:
+    """`label: text`, indented under its reader and wrapped at WIDTH columns."""
+    return textwrap.wrap(
+        f"{label}: {text}",
+        WIDTH,
+        initial_indent="      ",
+        subsequent_indent="        ",
+        break_on_hyphens=False,
+    )
 
 
 def _recognised(row: dict[str, Any]) -> str:
@@ -90,13 +98,3 @@ def _shorten(suffixes: Sequence[str], count: int = SHOWN_SUFFIXES) -> str:
     shown = " ".join(suffixes[:count])
     more = len(suffixes) - count
     return f"{shown} … (+{more}, see --json)" if more > 0 else shown
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, two spaces apart; the last column is not padded."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    lines = []
-    for row in [header, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  " + "  ".join([*cells, str(row[-1])]).rstrip())
-    return "\n".join(lines)

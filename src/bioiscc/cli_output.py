@@ -1,5 +1,6 @@
-"""The option type of every file a command writes (-o, --tsv, --json, --batch-log, ...), and the
-command class that checks those outputs against the command's own inputs before any work."""
+"""The option type of every file a command writes (-o, --tsv, --json, --batch-log, ...) and of the
+files options name to read (--manifest, --from, ...), and the command class that checks those
+outputs against the command's own inputs before any work."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from .output import OutputError
+from .output import InputFileError, OutputError
 
 
 class OutputFile(click.Path):
@@ -22,16 +23,55 @@ class OutputFile(click.Path):
         super().__init__(dir_okay=False)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        value = super().convert(value, param, ctx)
         if os.fsdecode(value) == "-":
-            return value
+            return super().convert(value, param, ctx)
         path = Path(os.fsdecode(value))
+        if path.is_dir():
+            raise OutputError(f"{path}: cannot write: it is a directory")
+        value = super().convert(value, param, ctx)
         folder = path.parent
         if not folder.is_dir():
             raise OutputError(f"{path}: cannot write: the folder {folder} does not exist")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"{path}: cannot write: the folder {folder} is not writable")
         return value
+
+
+class InputFile(click.Path):
+    """A file an option names to read (a manifest, a record): missing, a directory or unreadable is
+    one line and exit 1 (`bioiscc.cli.Main`), as for a file named as an argument, not a usage error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        check_readable(os.fsdecode(value))
+        return super().convert(value, param, ctx)
+
+
+class InputLines(click.File):
+    """A list of names to read, one per line ('-': stdin), opened as text; checked as `InputFile`."""
+
+    def __init__(self, errors: str = "strict") -> None:
+        super().__init__("r", encoding="utf-8", errors=errors)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, bytes, os.PathLike)):
+            check_readable(os.fsdecode(value))
+        return super().convert(value, param, ctx)
+
+
+def check_readable(name: str) -> None:
+    """Raise InputFileError unless `name` is '-' or a file that can be opened for reading."""
+    if name == "-":
+        return
+    if Path(name).is_dir():
+        raise InputFileError(f"{name}: cannot read it: it is a directory")
+    try:
+        with open(name, "rb"):
+            pass
+    except OSError as exc:
+        raise InputFileError(f"{name}: cannot read it: {exc.strerror or exc}") from exc
 
 
 class OutputFolder(click.Path):

@@ -38,7 +38,7 @@ from .cli_batch import (  # noqa: E402
     run_batch,
     views_step,
 )
-from .cli_output import OutputFolder  # noqa: E402
+from .cli_output import InputFile, OutputFolder  # noqa: E402
 
 if TYPE_CHECKING:
     from .scene import SceneInfo, Source
@@ -216,11 +216,11 @@ def extract_views(
 
 
 @_group().command()
-@click.argument("views_json", type=click.Path(dir_okay=False), required=False)
+@click.argument("views_json", required=False)
 @click.option(
     "--sum",
     "scene_json",
-    type=click.Path(dir_okay=False),
+    type=InputFile(),
     default=None,
     help="The scene's bioiscc.scene record (from hash): adds the composite ISCC-CODE.",
 )
@@ -320,6 +320,8 @@ def _records_of(
         return read_records(path, kind)
     except FileNotFoundError as exc:
         raise InputError(path, "no such file") from exc
+    except OSError as exc:  # a directory, no permission
+        raise InputError(path, f"cannot read it: {exc.strerror or exc}") from exc
     except Exception as exc:
         raise InputError(path, f"not a JSON record ({type(exc).__name__}: {exc})") from exc
 
@@ -473,7 +475,12 @@ def views(
     reader: str,
     record_errors: bool,
 ) -> None:
-    """Views of every scene of SOURCE (bioiscc.views records, JSON Lines); PNGs with -o DIR."""
+    """Views of every scene of SOURCE (bioiscc.views records, JSON Lines); PNGs with -o DIR.
+
+    At most 8 views a scene by default, as iscc-bio previews them; `-n 5` gives the views (and so
+    the ISCC-MIXED) of `imagecode` and the workflow. For `bioiscc mix`, save the records in DIR
+    (`> DIR/views.jsonl`): their PNGs are named relative to it.
+    """
     folder = Path(output_dir) if output_dir else None
     views_to(
         source, folder, None, _strategies(strategies), max_views, scenes, source_kind, reader, record_errors

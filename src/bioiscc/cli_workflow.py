@@ -31,7 +31,7 @@ from .cli import (
     output_options,
     threads_option,
 )
-from .cli_output import OutputFile
+from .cli_output import InputFile, InputLines, OutputFile
 from .output import note_input
 
 #: columns of results/index.tsv, in order (index.jsonl rows carry the same keys)
@@ -66,7 +66,7 @@ INDEX_FIELDS = (
 @click.option(
     "--manifest",
     required=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=InputFile(),
     help="The walk manifest of the source.",
 )
 @click.option(
@@ -148,11 +148,11 @@ def container_one(
 
 
 @main.command()
-@click.argument("containers", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("containers", nargs=-1)
 @click.option(
     "--from",
     "from_file",
-    type=click.File("r", encoding="utf-8"),
+    type=InputLines(),
     help="Also read container paths from this file, one per line ('-': stdin).",
 )
 @click.option("--tsv", type=OutputFile(), help="Write the index as TSV here.")
@@ -194,26 +194,26 @@ def container_one(
 @click.option(
     "--similar",
     "similar_json",
-    type=click.Path(dir_okay=False),
+    type=InputFile(),
     help="A `bioiscc similar --json` record of these rows: the HTML page lists its groups (scenes that "
     "share pixels, near-identical and look-alike scenes).",
 )
 @click.option(
     "--rows-from",
-    type=click.File("r", encoding="utf-8"),
+    type=InputLines(),
     help="Index the rows of the `--rows-output` files listed in this file, one path per line ('-': "
     "stdin), instead of reading containers: a cheap merge of indexes made batch by batch.",
 )
 @click.option(
     "--skipped",
     "skipped_tsv",
-    type=click.Path(dir_okay=False),
+    type=InputFile(),
     help="The workflow's list of files that are not inputs (TSV: path, reason): counted in the summary.",
 )
 @click.option(
     "--stale",
     "stale_list",
-    type=click.Path(dir_okay=False),
+    type=InputFile(),
     help="The workflow's list of stale result folders (one a line): counted in the summary.",
 )
 def index(

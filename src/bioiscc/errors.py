@@ -30,6 +30,8 @@ def install_hint(extra: str, package: str = "") -> str:
     extra (a reader no extra installs), how to install the package itself."""
     if not extra:
         return f"pip install {package}"
+    if extra == "omero":  # omero-py needs a zeroc-ice wheel PyPI does not have for Python 3.11
+        return "install bioiscc's 'omero' extra as docs/omero.md says (a prebuilt zeroc-ice wheel first)"
     return f"install bioiscc's '{extra}' extra (in a clone of bioiscc: pip install '.[{extra}]')"
 
 

@@ -73,6 +73,11 @@ class OutputError(Exception):
     the CLI prints one line and exits 1."""
 
 
+class InputFileError(Exception):
+    """A file an option names to read is missing or unreadable: the CLI prints one line and exits 1
+    (2 for verify and diff, whose 1 says the pixels differ)."""
+
+
 #: (device, inode) of the files the running command read (None: not inside a command; see
 #: `protect_inputs`)
 _inputs_read: set[tuple[int, int]] | None = None

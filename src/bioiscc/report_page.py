@@ -214,7 +214,7 @@ def _counts_html(
     lines = []
     for fmt, total in sorted(by_format.items(), key=lambda item: (-item[1], item[0])):
         cells = "".join(_count_cell(counts[(fmt, s)], _link(format=fmt, state=s)) for s in shown)
-        name = escape(fmt) if fmt else "<i>unknown</i>"
+        name = escape(fmt) if fmt else "<i>not read</i>"  # inputs that could not be opened
         lines.append(f"<tr><th>{name}</th>{cells}{_count_cell(total, _link(format=fmt))}</tr>")
     totals = "".join(_count_cell(by_state[s], _link(state=s)) for s in shown)
     return (

@@ -863,7 +863,8 @@ def summary_line(result: Result) -> str:
     return (
         f"bioiscc similar: {_count(len(result.scenes), 'scene')}{skipped}: "
         f"{_count(len(result.groups), 'group')} of {_count(grouped, 'scene')} "
-        f"({counts[IDENTICAL]} identical, {counts[NEAR]} near-identical, {counts[LOOK_ALIKE]} look-alike), "
+        f"(by their loosest pair: {counts[IDENTICAL]} identical, {counts[NEAR]} near-identical, "
+        f"{counts[LOOK_ALIKE]} look-alike), "
         f"{_count(len(result.pairs), 'pair')}"
     )
 

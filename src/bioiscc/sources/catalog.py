@@ -43,7 +43,7 @@ NATIVE_READERS = (
         "tifffile",
     ),
     NativeReader(
-        "OME-Zarr (plain chunks and shards decoded with numcodecs, the rest with zarr)",
+        "OME-Zarr (chunk files read directly where the layout allows, else by zarr)",
         "directory with .zgroup, .zattrs or zarr.json",
         (".zarr",),
         (),

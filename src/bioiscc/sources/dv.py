@@ -83,7 +83,12 @@ def _read_layout(location: str, path: Path, mrc: Any) -> tuple[str, tuple[int, .
     except Exception as exc:
         # the DV id is there, the rest of the header or the pixels mrc maps are not: a short file
         size = path.stat().st_size
-        raise InputError(location, f"truncated or corrupt DV file ({size} bytes): {describe(exc)}") from exc
+        cause = (
+            "its header describes more pixels than the file holds"
+            if "mmap length is greater than file size" in str(exc)
+            else describe(exc)
+        )
+        raise InputError(location, f"truncated or corrupt DV file ({size} bytes): {cause}") from exc
     try:
         return str(dv.axes), tuple(int(n) for n in dv.shape), np.dtype(dv.dtype), int(dv.data.offset)
     except Exception as exc:

@@ -55,7 +55,12 @@ class LifSource(Source):
             self.lif = liffile.LifFile(path)
             self.images = list(self.lif.images)
         except Exception as exc:
-            raise InputError(location, f"not a readable LIF file: {describe(exc)}") from exc
+            cause = (
+                f"truncated or corrupt: its XML header is not UTF-16 text ({exc.reason})"
+                if isinstance(exc, UnicodeDecodeError)
+                else describe(exc)
+            )
+            raise InputError(location, f"not a readable LIF file: {cause}") from exc
         try:
             if not self.images:
                 raise InputError(location, "file without images")

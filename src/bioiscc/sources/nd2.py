@@ -66,7 +66,7 @@ class Nd2Source(Source):
                 damage = nd2_damage(self.nd2, path.stat().st_size)
         except Exception as exc:
             handle.close()
-            raise InputError(location, f"not a readable ND2 file: {describe(exc)}") from exc
+            raise InputError(location, f"not a readable ND2 file: {_nd2_cause(exc)}") from exc
         if damage:  # nd2 would read the frames past the end of the file as zeros
             self.nd2.close()
             raise InputError(location, damage)
@@ -229,3 +229,11 @@ class Nd2Scene:
         while len(self.frames) > 1 and len(self.frames) * frame.nbytes > FRAME_CACHE_BYTES:
             self.frames.popitem(last=False)
         return frame
+
+
+def _nd2_cause(exc: Exception) -> str:
+    """nd2's error in words: a cut file lacks the chunk map ND2 keeps at its end (nd2 shows the bytes
+    it found there instead)."""
+    if "ChunkMap signature" in str(exc):
+        return "truncated or corrupt: the chunk map an ND2 file keeps at its end is not there"
+    return describe(exc)

@@ -533,6 +533,10 @@ class OmeroSource(Source):
                 "a dataset is not one input: each of its images is; list them with "
                 f"'python -m bioiscc.sources.omero images {location}'",
             )
+        try:  # a missing omero-py first: setting credentials would not help
+            _gateway_class()
+        except ModuleNotFoundError as exc:
+            raise MissingPluginError(location, "omero-py", "omero") from exc
         self.credentials = Credentials.from_environment(location)
         self.settings = Settings.from_environment(location)
         self.connection = Connection(self.uri, self.credentials, self.settings)

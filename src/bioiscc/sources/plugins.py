@@ -147,7 +147,7 @@ def open_with_plugin(location: str, path: Path) -> BioioSource:
         raise InputError(location, f"no installed bioio plugin reads this file ({'; '.join(refusals)})")
     raise InputError(
         location,
-        f"unsupported format '{path.suffix or path.name}' (native: TIFF and TIFF-based, OME-Zarr, CZI, "
+        f"{_format_named(path)} (native: TIFF and TIFF-based, OME-Zarr, CZI, "
         "ND2, LIF, DV; no installed bioio plugin claims it; see `bioiscc formats`; others with "
         "--reader bioformats)",
     )
@@ -171,3 +171,10 @@ class PluginSource(BioioSource):
     @property
     def reader_name(self) -> str:
         return f"{self.installed.module} {self.installed.version}"
+
+
+def _format_named(path: Path) -> str:
+    """What the refusal calls the file: its suffix, or that it has none (and no known content)."""
+    if path.suffix:
+        return f"unsupported format '{path.suffix}'"
+    return "unsupported format: the name has no suffix and the content is not TIFF"

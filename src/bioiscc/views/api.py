@@ -295,7 +295,11 @@ def _coded_entries(
         try:
             image = read_png(path)
         except FileNotFoundError as exc:
-            raise InputError(where, f"view {view.get('id')!r}: PNG {path} is missing") from exc
+            raise InputError(
+                where,
+                f"view {view.get('id')!r}: PNG {path} is missing (a view's PNG is named relative to"
+                " the folder of its views JSON: keep that file in the folder `views -o` wrote)",
+            ) from exc
         except Exception as exc:
             raise InputError(where, f"view {view.get('id')!r}: {describe(exc)}") from exc
         code = image_code(gray_of(image), bits)
