@@ -14,6 +14,7 @@ import stat
 import string
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from fnmatch import fnmatchcase
 from functools import cache
 from hashlib import sha256
@@ -476,7 +477,11 @@ def _retry_marks(batch):
         try:
             text = path.read_text(encoding="utf-8")
             if FAILED_MARK in text:
-                marks.append(f"{step}:{path.stat().st_mtime_ns}")
+                # readable in Snakemake's rerun reason, and new after every run that failed again
+                written = datetime.fromtimestamp(path.stat().st_mtime).isoformat(
+                    timespec="microseconds"
+                )
+                marks.append(f"retry: {step} failed at {written};")
                 failed.update(_failed_sources(text))
         except OSError:
             continue
