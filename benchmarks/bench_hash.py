@@ -22,8 +22,11 @@ and `nd2`, `lif`: no writer exists for them, so the largest real sample each of
 Every case runs `bioiscc hash FILE` and `iscc-sum FILE` on the same file, and `iscc-sum` on the
 uncompressed OME-TIFF (the raw hash of the same pixel bytes), each a whole command in a fresh
 process, in turn, N times (median kept), so that all see the same machine load. The ratio against
-both is reported; a target is met when both ratios are within it (uncompressed 1.3x, compressed
-1.4x), peak RSS is within its bound and read amplification within 1.05.
+both is reported. A target is met when the ratio against `iscc-sum` on the raw pixels is within it
+(uncompressed 1.3x, compressed 1.4x: issue 14 measures against "iscc-sum on the raw file" of the
+same pixels, "the raw hash"), peak RSS is within its bound and read amplification within 1.05. A
+ratio over the target against `iscc-sum` on the file itself (a stricter reading, since a
+compressed file is smaller than its pixels) is listed apart, not counted as a miss.
 
 - **Peak RSS** is the command's maximum resident set size, measured from a small launcher process
   (a child started from this benchmark would count the benchmark's own pages).
@@ -117,6 +120,7 @@ class Row:
     met: str = "-"
     note: str = ""
     misses: list[str] = field(default_factory=list)
+    stricter: list[str] = field(default_factory=list)  # over the target against the file itself
 
     def ratio(self, baseline: list[Run]) -> float:
         return median(self.runs) / median(baseline)
@@ -350,13 +354,16 @@ def judge(row: Row, compressed: bool, max_mb: int, reference: tuple[str, str] | 
         return
     limit = TARGET_RATIO[compressed]
     row.target = f"<= {limit}x, <= {max_mb} MB, ampl. <= {MAX_AMPLIFICATION}"
-    for name, baseline in (
-        ("iscc-sum on the file", row.base_runs),
-        ("iscc-sum on the raw pixels", row.raw_runs),
-    ):
-        ratio = row.ratio(baseline)
-        if ratio > limit:
-            row.misses.append(f"{ratio:.2f}x of {name}, target {limit}x ({ratio / limit - 1:.0%} over)")
+    ratio = row.ratio(row.raw_runs)
+    if ratio > limit:
+        row.misses.append(
+            f"{ratio:.2f}x of iscc-sum on the raw pixels, target {limit}x ({ratio / limit - 1:.0%} over)"
+        )
+    own = row.ratio(row.base_runs)
+    if own > limit:
+        row.stricter.append(
+            f"{own:.2f}x of iscc-sum on the file itself ({own / limit - 1:.0%} over {limit}x)"
+        )
     rss = max(r.rss_mb for r in row.runs)
     if rss > max_mb:
         row.misses.append(f"peak RSS {rss:.0f} MB, target <= {max_mb} MB")
@@ -535,6 +542,7 @@ def report(rows: list[Row], command: str, repeat: int, uptimes: tuple[str, str])
     loads = [r.load for row in rows for r in row.runs + row.base_runs + row.raw_runs]
     mean_load = sum(loads) / len(loads) if loads else 0.0
     missed = [f"- {row.case}: {miss}" for row in rows for miss in row.misses]
+    stricter = [f"- {row.case}: {over}" for row in rows for over in row.stricter]
     return (
         "# Hashing benchmark results\n\n"
         f"Written by `{command}` on {when}.\n\n"
@@ -555,6 +563,8 @@ def report(rows: list[Row], command: str, repeat: int, uptimes: tuple[str, str])
         + table(rows)
         + "\n## Targets missed\n\n"
         + ("\n".join(missed) if missed else "None.")
+        + "\n\n## Over the target against iscc-sum on the file itself (stricter; not a miss)\n\n"
+        + ("\n".join(stricter) if stricter else "None.")
         + "\n\nWhat limits them: see the hashing section of benchmarks/README.md.\n"
     )
 
