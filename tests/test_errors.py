@@ -364,6 +364,8 @@ def test_a_limit_that_is_not_a_number_is_said_once(vectors_dir: Path) -> None:
     [
         (["hash", "--manifest", "{missing}"], "{missing}: cannot read it: No such file or directory"),
         (["hash", "--manifest", "{folder}"], "{folder}: cannot read it: it is a directory"),
+        (["hash", "--manifest", "-"], "-: cannot read it: No such file or directory"),  # no stdin here
+        (["hash", "--manifest", ""], ": cannot read it: No such file or directory"),
         (["container", "--manifest", "{missing}"], "{missing}: cannot read it: No such file or directory"),
         (["hash", "--from", "{missing}"], "{missing}: cannot read it: No such file or directory"),
         (["index", "--rows-from", "{missing}"], "{missing}: cannot read it: No such file or directory"),

@@ -130,3 +130,22 @@ def test_zarr_blocks_are_read_ahead_while_the_hash_runs_in_threads(vectors_dir: 
         reader = source.open_scene(source.scenes()[0])
         ahead = imagewalk.readahead_planes(reader)
         assert ahead > 0 and imagewalk.readahead_planes(reader, hash_threads=True) == ahead
+
+
+def test_diff_keeps_reading_tiff_pages_ahead(vectors_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`diff` takes a digest of every plane in the calling thread: TIFF pages are read ahead for it
+    while the hash runs in threads (a plain hash reads them in the calling thread)."""
+    from bioiscc import compare
+    from bioiscc.sources import open_source
+
+    depths: list[int] = []
+    real = imagewalk.read_ahead
+    monkeypatch.setattr(
+        imagewalk, "read_ahead", lambda chunks, depth: depths.append(depth) or real(chunks, depth)
+    )
+    with open_source(vectors_dir / "img5d_u16.ome.tif") as source:
+        info = source.scenes()[0]
+        for walk in (imagewalk.PlaneWalk, compare._DigestingWalk):
+            stream = walk(source.open_scene(info)).canonical(in_place=True)
+            assert list(stream)
+    assert depths == [2]  # the digesting walk only

@@ -521,6 +521,11 @@ def test_bundled_sample_data(tmp_path: Path) -> None:
     assert "ome-tiff/ome-types_tiny.ome.tiff#0: FAILED\nbioiscc verify: 4 scenes: 3 OK, 1 FAILED" in output
     assert "ome-tiff/ome-types_tiny.ome.tiff#0: FAILED" in (tmp_path / "results" / "verify.txt").read_text()
     assert "1 FAILED" in (tmp_path / "logs" / "verify.log").read_text()
+    # an index verify cannot read: its error on the console, and no report of an earlier run
+    (tmp_path / "results" / "index.jsonl").write_text("{oops\n")
+    output = snakemake(tmp_path, "verify", "--config", f"input_dir={data}", check=False)
+    assert "bioiscc: error: results/index.jsonl" in output and "#0: FAILED" not in output
+    assert not (tmp_path / "results" / "verify.txt").exists()
 
 
 def test_a_folder_without_inputs_gives_an_empty_index(tmp_path: Path) -> None:

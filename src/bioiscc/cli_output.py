@@ -26,7 +26,7 @@ class OutputFile(click.Path):
         if os.fsdecode(value) == "-":
             return super().convert(value, param, ctx)
         path = Path(os.fsdecode(value))
-        if path.is_dir():
+        if os.path.isdir(value):  # not Path(""), which is the current directory
             raise OutputError(f"{path}: cannot write: it is a directory")
         value = super().convert(value, param, ctx)
         folder = path.parent
@@ -45,7 +45,7 @@ class InputFile(click.Path):
         super().__init__()
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        check_readable(os.fsdecode(value))
+        check_readable(os.fsdecode(value), dash_is_stdin=False)
         return super().convert(value, param, ctx)
 
 
@@ -61,11 +61,12 @@ class InputLines(click.File):
         return super().convert(value, param, ctx)
 
 
-def check_readable(name: str) -> None:
-    """Raise InputFileError unless `name` is '-' or a file that can be opened for reading."""
-    if name == "-":
+def check_readable(name: str, dash_is_stdin: bool = True) -> None:
+    """Raise InputFileError unless `name` is a file that can be opened for reading, or '-' where
+    that means standard input."""
+    if name == "-" and dash_is_stdin:
         return
-    if Path(name).is_dir():
+    if os.path.isdir(name):  # not Path(""), which is the current directory
         raise InputFileError(f"{name}: cannot read it: it is a directory")
     try:
         with open(name, "rb"):

@@ -282,8 +282,8 @@ class _DigestingWalk(PlaneWalk):
         super().__init__(reader)
         self.digests: list[str] = []
 
-    def canonical(self, in_place: bool = False) -> Generator[list[Any], None, None]:
-        inner = super().canonical(in_place)
+    def canonical(self, in_place: bool = False, busy: bool = True) -> Generator[list[Any], None, None]:
+        inner = super().canonical(in_place, busy=busy)  # the digests are this thread's work
         digest = hashlib.blake2b(digest_size=16)
         try:
             for pieces in inner:

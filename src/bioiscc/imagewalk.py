@@ -15,9 +15,10 @@ stream is the same whichever path is taken:
   known to be thread-safe). `BIOISCC_READAHEAD=0`, or `use_threads(1)` (the commands' `--threads 1`),
   turns the thread off, so that a job that declares one thread uses one core.
 - `readahead_with_hash_threads: int`: planes to read ahead in that thread when the hash runs in
-  threads of its own (default: `readahead_planes`). A reader that decodes one plane per call sets
-  0: the hash threads' queues already hold the planes it reads ahead, and a read-ahead thread
-  would only add a hand-over between threads (benchmarks/README.md, tenth series).
+  threads of its own and the calling thread only hands planes over (default: `readahead_planes`).
+  The TIFF page reader, which decodes one plane per call, sets 0: the hash threads' queues already
+  hold the planes it reads ahead, and a read-ahead thread would only add a hand-over between
+  threads (benchmarks/README.md, tenth series).
 - `read_transient(t, c, z, extra)`: like `read`, but into a buffer the next call may overwrite,
   which saves allocating (and page-faulting) every plane.
 
@@ -110,8 +111,11 @@ class PlaneWalk(Iterator[Plane]):
             self._planes = _walk(self.reader, self.reader.read, _keeps_samples(self.reader.info))
         return next(self._planes)
 
-    def canonical(self, in_place: bool = False) -> Generator[list[Any], None, None]:
+    def canonical(self, in_place: bool = False, busy: bool = False) -> Generator[list[Any], None, None]:
         """Each plane's canonical bytes, as pieces, in walk order (instead of iterating, not as well).
+
+        `busy`: the caller does work of its own on each item besides handing it to the hash threads
+        (a digest of every plane), so the reader's read-ahead thread is kept for it.
 
         The pieces are `bytes`, read ahead in a thread where the reader allows. With `in_place`,
         for a hash that runs in other threads (`bioiscc.hasher`), they are `bytes` handed over for
@@ -142,7 +146,11 @@ class PlaneWalk(Iterator[Plane]):
             chunks = (pieces(plane.data) for plane in _walk(self.reader, read, keep))
         # Views are valid only until the next item, so they are read in this thread; handed `bytes`
         # stay valid, and may be read ahead.
-        depth = 0 if in_place and not handing else readahead_planes(self.reader, hash_threads=in_place)
+        depth = (
+            0
+            if in_place and not handing
+            else readahead_planes(self.reader, hash_threads=in_place and not busy)
+        )
         if rows:
             depth = min(2, depth)
         return read_ahead(chunks, depth) if depth else chunks

@@ -234,14 +234,14 @@ FILE_STATS = {}
 #: (path relative to input_dir, why) of every entry of input_dir that is not an input
 SKIPPED = []
 INPUTS = find_inputs(config, SKIPPED)
+#: results/ as the rules see it (with the prefix of a module that includes this workflow)
+RESULTS = str(workflow.modifier.modify_path("results"))
 if not INPUTS:
     logger.warning(
         f"bioiscc: no inputs in {config['input_dir']}: no file or store there matches the include"
-        f" patterns (config/README.md); the {len(SKIPPED)} entries found are listed in"
-        " results/skipped.tsv"
+        f" patterns (config/README.md); {plural(len(SKIPPED), 'entry', 'entries')} found there"
+        f" are listed in {RESULTS}/skipped.tsv"
     )
-#: results/ as the rules see it (with the prefix of a module that includes this workflow)
-RESULTS = str(workflow.modifier.modify_path("results"))
 
 
 # ---- batches ----

@@ -143,10 +143,11 @@ rule verify:
         "if [ -f {params.index:q} ] && [ ! -s {params.index:q} ]; then"
         "  echo 'bioiscc verify: the index lists no scenes (no inputs): nothing to verify' | tee {log:q} >&2;"
         "  : > {params.report:q}; exit 0; fi;"
-        " status=0; bioiscc verify {params.index:q} --root {params.root:q} --warn -o {params.report:q}"
+        " rm -f {params.report:q}; status=0;"
+        " bioiscc verify {params.index:q} --root {params.root:q} --warn -o {params.report:q}"
         " 2> {log:q} || status=$?;"
         " grep -v ': OK$' {params.report:q} 2> /dev/null | head -n 5 >&2 || true;"
-        " grep -E '^bioiscc (verify:|: error:)' {log:q} | head -n 5 >&2 || true;"
+        " grep -E '^bioiscc(: error:|:? verify:)' {log:q} | head -n 5 >&2 || true;"
         " echo 'bioiscc verify: each scene in {params.report}; warnings in {log}' >&2; exit $status"
 
 
